@@ -1,0 +1,216 @@
+//! The checklist's frame: choose steps and faults, load the dataset, run the steps in checklist
+//! order, write `report.json` atomically, print the summary.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use model_core::bundled::{self, DatasetChoice, Splits};
+use model_core::{DataError, LoadOptions, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
+
+/// `println!` that ignores a closed stdout (`cargo xtask checklist | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Options of `cargo xtask checklist`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Steps to run, comma-separated, in any order (they run in checklist order):
+    /// data, weights, timings, gradients, results. Default: every step that is built.
+    #[arg(long, value_delimiter = ',', value_parser = parse_step)]
+    pub steps: Option<Vec<Step>>,
+    /// `mnist` or `cifar10` (bundled), or a path: a folder of IDX files, CIFAR-10 binary files,
+    /// or an image folder root/<class>/<image>.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Report folder.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    /// Seed of every random choice (subsets, shuffling, initialisation).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Plant a named fault, NAME or NAME=VALUE, to see what it looks like (repeatable).
+    #[arg(long = "inject", value_name = "NAME[=VALUE]")]
+    pub inject: Vec<String>,
+    /// When pixels are read: all into memory first, or from disk on every batch.
+    #[arg(long, value_enum, default_value_t = Loading::LoadAll)]
+    pub loading: Loading,
+    /// Samples kept by `--loading on-demand-cached`.
+    #[arg(long, default_value_t = 10_000)]
+    pub cache_capacity: usize,
+}
+
+/// `--loading` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Loading {
+    LoadAll,
+    OnDemandNoCache,
+    OnDemandCached,
+}
+
+fn parse_step(s: &str) -> Result<Step, String> {
+    s.parse()
+}
+
+/// The steps built so far; each step's issue adds its own.
+const BUILT_STEPS: &[Step] = &[];
+
+/// A fault that `--inject` can plant: its name, the step it targets, what it does.
+struct Fault {
+    name: &'static str,
+    step: Step,
+    about: &'static str,
+}
+
+/// The faults known so far; each step's issue adds its own.
+const FAULTS: &[Fault] = &[];
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        if self.verdict == Verdict::Fail { 1 } else { 0 }
+    }
+}
+
+/// A usage or input error: printed on one line, exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{}: cannot write the report: {source}; the previous report is left as it was", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Runs the checklist.
+pub fn run(args: &Args) -> Result<Outcome, RunError> {
+    let started = Instant::now();
+    let steps = choose_steps(args.steps.as_deref())?;
+    let injected = check_faults(&args.inject)?;
+    let strategy = match args.loading {
+        Loading::LoadAll => LoadStrategy::LoadAll,
+        Loading::OnDemandNoCache => LoadStrategy::OnDemandNoCache,
+        Loading::OnDemandCached => LoadStrategy::OnDemandCached { capacity: args.cache_capacity },
+    };
+    let options = LoadOptions::new(strategy).with_cache(bundled::workspace_cache());
+    let choice: DatasetChoice = args.dataset.parse().unwrap_or(DatasetChoice::Mnist);
+
+    std::fs::create_dir_all(&args.out).map_err(|source| RunError::Write { path: args.out.clone(), source })?;
+
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {choice} ({strategy})"));
+    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let load_started = Instant::now();
+    let splits = choice.open(&options);
+    spinner.finish_and_clear();
+    let splits = splits?;
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    print_datasets(&splits, load_seconds);
+
+    let mut report = Report::new(
+        ToolInfo { name: "nn-checklist".into(), version: env!("CARGO_PKG_VERSION").into() },
+        RunInfo {
+            dataset: choice.to_string(),
+            model: None,
+            device: "flex".into(),
+            seed: args.seed,
+            injected,
+            seconds: 0.0,
+        },
+    );
+    report.datasets.push(splits.train.summary());
+    if let Some(held_out) = &splits.held_out {
+        report.datasets.push(held_out.summary());
+    }
+    for &step in &steps {
+        report.push(run_step(step)?);
+    }
+    report.run.seconds = started.elapsed().as_secs_f64();
+    let path = args.out.join("report.json");
+    report.write(&path).map_err(|source| RunError::Write { path: path.clone(), source })?;
+    print_summary(&report, &path);
+    Ok(Outcome { verdict: report.verdict })
+}
+
+/// Runs one step. Each step's issue replaces its arm with the step's entry point (and adds the
+/// step to `BUILT_STEPS`); `choose_steps` refuses unbuilt steps before anything runs.
+fn run_step(step: Step) -> Result<StepReport, RunError> {
+    match step {
+        Step::Data | Step::Weights | Step::Timings | Step::Gradients | Step::Results => {
+            Err(RunError::Usage(format!("step `{step}` is not built yet")))
+        }
+    }
+}
+
+fn choose_steps(requested: Option<&[Step]>) -> Result<Vec<Step>, RunError> {
+    let Some(requested) = requested else { return Ok(BUILT_STEPS.to_vec()) };
+    let mut steps = requested.to_vec();
+    steps.sort();
+    steps.dedup();
+    if let Some(missing) = steps.iter().find(|s| !BUILT_STEPS.contains(s)) {
+        let built: Vec<&str> = BUILT_STEPS.iter().map(|s| s.as_str()).collect();
+        return Err(RunError::Usage(format!(
+            "step `{missing}` ({}) is not built yet; built steps: {}",
+            missing.title(),
+            if built.is_empty() { "none yet".to_string() } else { built.join(", ") }
+        )));
+    }
+    Ok(steps)
+}
+
+fn check_faults(inject: &[String]) -> Result<Vec<String>, RunError> {
+    for spec in inject {
+        let name = spec.split_once('=').map_or(spec.as_str(), |(n, _)| n);
+        if !FAULTS.iter().any(|f| f.name == name) {
+            let known: Vec<String> =
+                FAULTS.iter().map(|f| format!("{} ({}: {})", f.name, f.step, f.about)).collect();
+            return Err(RunError::Usage(format!(
+                "unknown fault `{name}` for --inject; known faults: {}",
+                if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+            )));
+        }
+    }
+    Ok(inject.to_vec())
+}
+
+fn print_datasets(splits: &Splits, seconds: f64) {
+    let all = std::iter::once(&splits.train).chain(splits.held_out.as_ref());
+    for d in all {
+        let s = d.summary();
+        say!("{}: {} samples of {}, {} classes", s.name, s.samples, s.shape, s.class_names.len());
+        let counts: Vec<String> =
+            s.class_names.iter().zip(&s.label_counts).map(|(c, n)| format!("{c} {n}")).collect();
+        say!("  per label: {}", counts.join(", "));
+        say!("  source: {}", s.source);
+    }
+    say!("loaded in {seconds:.2} s");
+}
+
+fn print_summary(report: &Report, path: &std::path::Path) {
+    say!("");
+    say!("{:<10} {:<8} reason", "step", "verdict");
+    if report.steps.is_empty() {
+        say!("{:<10} {:<8} no step is built yet; the data loaded", "-", "-");
+    }
+    for step in &report.steps {
+        let reason = step
+            .findings
+            .iter()
+            .max_by_key(|f| f.verdict)
+            .map(|f| f.message.clone())
+            .unwrap_or_else(|| "no findings".into());
+        say!("{:<10} {:<8} {reason}", step.step.as_str(), step.verdict.as_str());
+    }
+    say!("verdict: {} ({} s); report: {}", report.verdict, format_args!("{:.1}", report.run.seconds), path.display());
+}

@@ -1,0 +1,40 @@
+//! `cargo xtask`: the command line of nn-checklist.
+//!
+//! `cargo xtask checklist` runs the five-step checklist (check the data, the weights, the
+//! timings, the gradients, understand the results) on a dataset and writes one report. This is
+//! the only crate that knows about the command line and the report folder; the steps live in
+//! their own crates and speak `model-core`'s report types.
+//!
+//! Exit status: 0 when no step fails, 1 when a check fails, 2 for a usage or input error.
+
+mod checklist;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "nn-checklist's tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the debugging checklist on a dataset and write report/report.json.
+    Checklist(checklist::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Checklist(args) => match checklist::run(&args) {
+            Ok(outcome) => ExitCode::from(outcome.exit_code()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
