@@ -214,3 +214,44 @@ fn print_summary(report: &Report, path: &std::path::Path) {
     }
     say!("verdict: {} ({} s); report: {}", report.verdict, format_args!("{:.1}", report.run.seconds), path.display());
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any requested set of steps runs in checklist order, once each, or is refused by the
+        /// name of its first step that is not built.
+        #[test]
+        fn requested_steps_run_in_order_or_are_refused_by_name(picks in proptest::collection::vec(0usize..5, 0..8)) {
+            let requested: Vec<Step> = picks.iter().map(|&i| Step::ALL[i]).collect();
+            match choose_steps(Some(&requested)) {
+                Ok(steps) => {
+                    prop_assert!(steps.windows(2).all(|w| w[0] < w[1]));
+                    prop_assert!(steps.iter().all(|s| BUILT_STEPS.contains(s) && requested.contains(s)));
+                }
+                Err(RunError::Usage(msg)) => {
+                    let first_unbuilt = Step::ALL.iter().find(|s| requested.contains(s) && !BUILT_STEPS.contains(s)).unwrap();
+                    let expected = format!("step `{first_unbuilt}`");
+                    prop_assert!(msg.contains(&expected), "{}", msg);
+                }
+                Err(other) => prop_assert!(false, "unexpected error {}", other),
+            }
+        }
+
+        /// Any fault name that is not registered is a usage error that names it.
+        #[test]
+        fn unknown_faults_are_refused_by_name(name in "[a-z_]{1,16}", value in proptest::option::of("[0-9.]{1,4}")) {
+            let spec = match &value { Some(v) => format!("{name}={v}"), None => name.clone() };
+            let result = check_faults(std::slice::from_ref(&spec));
+            if FAULTS.iter().any(|f| f.name == name) {
+                prop_assert!(result.is_ok());
+            } else {
+                let refused = matches!(&result, Err(RunError::Usage(m)) if m.contains(&format!("`{name}`")));
+                prop_assert!(refused, "{:?}", result);
+            }
+        }
+    }
+}

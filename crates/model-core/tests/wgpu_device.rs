@@ -48,8 +48,8 @@ fn wgpu_device() -> &'static (Device, String) {
             Err(err) => panic!(
                 "could not create Burn's wgpu device: {err}\n\
                  This test needs a wgpu adapter. Without a GPU, install Mesa's software Vulkan \
-                 driver (Debian: `apt-get install mesa-vulkan-drivers`, which brings libvulkan1) \
-                 — see .ci/run."
+                 driver (Debian: `apt-get install mesa-vulkan-drivers libvulkan1`; OpenGL through \
+                 `libegl1 libgl1-mesa-dri` works too) — see .ci/run."
             ),
         }
     })
