@@ -7,7 +7,10 @@ use std::time::Instant;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use model_core::bundled::{self, DatasetChoice, Splits};
-use model_core::{DataError, LoadOptions, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
+use model_core::models::ModelKind;
+
+use crate::model;
+use model_core::{DataError, DeviceChoice, DeviceError, LoadOptions, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
 
 /// `println!` that ignores a closed stdout (`cargo xtask checklist | head`) instead of panicking.
 macro_rules! say {
@@ -43,6 +46,20 @@ pub struct Args {
     /// Samples kept by `--loading on-demand-cached`.
     #[arg(long, default_value_t = 10_000)]
     pub cache_capacity: usize,
+    /// The model: lenet, resnet20 or alexnet. Default: LeNet for one-channel images (MNIST),
+    /// ResNet-20 otherwise (CIFAR-10).
+    #[arg(long, value_parser = parse_model)]
+    pub model: Option<ModelKind>,
+    /// PyTorch weights to import into the model by parameter name (a state dict, or a
+    /// `{'state_dict': {'module.…': ..}}` checkpoint).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// The device: flex (CPU), or wgpu, vulkan, cuda when built with that feature.
+    #[arg(long, value_parser = parse_device, default_value = "flex")]
+    pub device: DeviceChoice,
+    /// Training iterations for the steps that train.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
 }
 
 /// `--loading` values.
@@ -54,6 +71,14 @@ pub enum Loading {
 }
 
 fn parse_step(s: &str) -> Result<Step, String> {
+    s.parse()
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse()
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
 }
 
@@ -89,6 +114,8 @@ pub enum RunError {
     Usage(String),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("{}: cannot write the report: {source}; the previous report is left as it was", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -105,6 +132,7 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     };
     let options = LoadOptions::new(strategy).with_cache(bundled::workspace_cache());
     let choice: DatasetChoice = args.dataset.parse().unwrap_or(DatasetChoice::Mnist);
+    let device = args.device.open()?;
 
     std::fs::create_dir_all(&args.out).map_err(|source| RunError::Write { path: args.out.clone(), source })?;
 
@@ -118,15 +146,32 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     let load_seconds = load_started.elapsed().as_secs_f64();
     print_datasets(&splits, load_seconds);
 
+    let kind = args.model.unwrap_or_else(|| model::default_kind(splits.train.shape()));
+    let mut run_model = model::build(kind, &splits.train, &device.clone().autodiff(), args.seed)?;
+    if let Some(weights) = &args.weights {
+        let outcome = run_model.import(weights)?;
+        say!(
+            "weights {}: {} tensors applied, {} missing, {} unused",
+            weights.display(),
+            outcome.applied.len(),
+            outcome.missing.len(),
+            outcome.unused.len()
+        );
+    }
+    let params = crate::with_model!(&run_model, m => model_core::tap::trainable_param_count(m));
+    say!("model {} ({params} trainable parameters) on {}", run_model.name(), args.device);
+
     let mut report = Report::new(
         ToolInfo { name: "nn-checklist".into(), version: env!("CARGO_PKG_VERSION").into() },
         RunInfo {
             dataset: choice.to_string(),
-            model: None,
-            device: "flex".into(),
+            model: Some(run_model.name()),
+            device: args.device.to_string(),
             seed: args.seed,
             injected,
             seconds: 0.0,
+            weights: args.weights.as_ref().map(|w| w.display().to_string()),
+            iterations: Some(args.iterations as usize),
         },
     );
     report.datasets.push(splits.train.summary());

@@ -8,6 +8,8 @@
 //! Exit status: 0 when no step fails, 1 when a check fails, 2 for a usage or input error.
 
 mod checklist;
+mod model;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,9 @@ struct Cli {
 enum Command {
     /// Run the debugging checklist on a dataset and write report/report.json.
     Checklist(checklist::Args),
+    /// Train a reference model on a bundled dataset and report held-out accuracy and wall time
+    /// (the trainer's end-to-end check: LeNet, one epoch of MNIST, at least 97%).
+    Train(train::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +36,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Checklist(args) => match checklist::run(&args) {
             Ok(outcome) => ExitCode::from(outcome.exit_code()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Train(args) => match train::run(&args) {
+            Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)

@@ -74,6 +74,28 @@ pub fn mnist(split: MnistSplit, options: &LoadOptions) -> Result<Dataset> {
     idx::open_pair(name, &images, &labels, idx::mnist_class_names(), options)
 }
 
+/// The bundled pre-trained ResNet-20 (PyTorch legacy format, `{'state_dict': {'module.…': ..}}`).
+pub fn resnet20_weights() -> PathBuf {
+    datasets_dir().join("weights/resnet20-12fca82f.th")
+}
+
+/// PyTorch's reference figures for the bundled ResNet-20 (`reference_resnet20.json`).
+pub fn resnet20_reference() -> PathBuf {
+    datasets_dir().join("weights/reference_resnet20.json")
+}
+
+/// The exact normalised input (20x3x32x32 f32 little-endian) of the 20 lossless CIFAR-10 PNGs,
+/// as PyTorch saw it when computing the reference logits.
+pub fn resnet20_reference_input() -> PathBuf {
+    datasets_dir().join("weights/cifar10_foolbox20_input_nchw_f32le.bin")
+}
+
+/// The normalisation the bundled ResNet-20 was trained with (ImageNet's per-channel figures,
+/// as akamaster's trainer used).
+pub fn resnet20_normalization() -> crate::Normalization {
+    crate::Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+}
+
 /// The bundled CIFAR-10 test archive.
 pub fn cifar10_archive() -> PathBuf {
     datasets_dir().join("cifar10/test-jpg.tar.gz")

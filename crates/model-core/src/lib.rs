@@ -9,6 +9,9 @@
 //!   [`Batcher`] that turns samples into Burn tensors;
 //! - the report vocabulary ([`report`]): [`Verdict`], [`Finding`], [`StepReport`], [`Report`],
 //!   written atomically;
+//! - the engine of steps 2 to 5: the reference [`models`] (LeNet, ResNet-20, AlexNet) behind the
+//!   [`models::Classifier`] trait, the [`tap::Tap`] that times every layer and reads its `data`
+//!   and `diff`, and the [`train::Trainer`];
 //! - the bundled real data ([`bundled`]) and a checksum-verified [`Cache`] for the derived forms
 //!   of compressed files.
 //!
@@ -32,14 +35,19 @@ pub mod bundled;
 pub mod cache;
 pub mod cifar;
 pub mod dataset;
+pub mod device;
 pub mod error;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;
+pub mod models;
 pub mod report;
+pub mod tap;
+pub mod train;
 
 pub use batch::{Batch, Batcher, HostBatch, Normalization, epoch_order};
 pub use cache::Cache;
+pub use device::{DeviceChoice, DeviceError};
 pub use dataset::{Dataset, DatasetSummary, InMemory, MeanImage, MeanImages, SampleShape, SampleSource};
 pub use error::{DataError, Location};
 pub use loader::{CachedSource, LoadOptions, LoadStrategy};

@@ -178,6 +178,12 @@ pub struct RunInfo {
     /// Faults planted with `--inject`.
     pub injected: Vec<String>,
     pub seconds: f64,
+    /// The weights file imported into the model, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// Training iterations the steps that train may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<usize>,
 }
 
 /// The whole `report.json`.

@@ -21,7 +21,7 @@ fn bundled_files_match_their_recorded_checksums() {
         assert_eq!(model_core::cache::sha256_file(&dir.join(rel)).unwrap(), sha, "{rel}");
         checked += 1;
     }
-    assert_eq!(checked, 25, "4 MNIST files, the CIFAR-10 archive and 20 exact PNGs");
+    assert_eq!(checked, 30, "4 MNIST files, the CIFAR-10 archive, 20 exact PNGs and 5 files of weights/");
 }
 
 #[test]

@@ -16,6 +16,8 @@ fn sample_report() -> Report {
             seed: 42,
             injected: vec!["nan_weights=conv2".into()],
             seconds: 1.5,
+            weights: None,
+            iterations: Some(100),
         },
     );
     let mut step = StepReport::new(Step::Gradients);

@@ -203,3 +203,75 @@ fn conv_net_forward_and_backward_agree_with_flex() {
     assert_close("dense weight gradient", &got.dense_grad, &want.dense_grad);
     assert!(got.dense_grad.iter().any(|&g| g != 0.0), "the gradient is not all zero");
 }
+
+/// LeNet's parameter gradients for `host` on `device` through a tap at `detail`, with the wall
+/// time of forward plus backward (the device synchronised before and after) and the trace.
+fn lenet_iteration(
+    model: &model_core::models::LeNet,
+    batcher: &Batcher,
+    host: &HostBatch,
+    device: &Device,
+    detail: model_core::tap::TapDetail,
+) -> (Vec<Vec<f32>>, f64, model_core::tap::LayerTrace) {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use model_core::models::Classifier;
+    use model_core::tap::Tap;
+
+    let model = model.clone().fork(device);
+    let batch = batcher.to_tensors(host, device).unwrap();
+    device.sync().unwrap();
+    let started = std::time::Instant::now();
+    let mut tap = Tap::new(detail);
+    let logits = model.forward_tapped(batch.images, &mut tap);
+    let ce = CrossEntropyLossConfig::new().init(device);
+    let loss = tap.layer("loss", "SoftmaxWithLoss", logits, |l| ce.forward(l, batch.labels));
+    let (grads, trace) = tap.backward(loss, &model);
+    device.sync().unwrap();
+    let wall = started.elapsed().as_secs_f64();
+
+    struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(p.id) {
+                self.1.push(g.try_into_vec_as::<f32>().unwrap());
+            }
+        }
+    }
+    let mut collect = Collect(&grads, Vec::new());
+    model.visit(&mut collect);
+    (collect.1, wall, trace.expect("the tap is on"))
+}
+
+/// The Tap on an asynchronous device: every clock read is synchronised, so the per-layer times
+/// of a LeNet iteration add up to the iteration's wall time; and the cut graph's gradients on
+/// wgpu equal flex's.
+#[test]
+fn lenet_through_the_tap_on_wgpu_times_every_layer_and_matches_flex() {
+    use model_core::tap::TapDetail;
+    let (device, adapter) = wgpu_device();
+    let (batcher, host) = host_batch();
+    let flex = Device::flex().autodiff();
+    flex.seed(21);
+    let model = model_core::models::LeNet::mnist(&flex);
+    let wgpu = device.clone().autodiff();
+
+    let (want, _, _) = lenet_iteration(&model, &batcher, &host, &flex, TapDetail::Full);
+    let (got, _, full) = lenet_iteration(&model, &batcher, &host, &wgpu, TapDetail::Full);
+    assert_eq!(got.len(), 8, "LeNet has 8 parameter tensors");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_close(&format!("LeNet parameter gradient {i}"), g, w);
+    }
+    assert!(full.layers.iter().all(|l| l.diff.is_some_and(|d| d.is_finite())));
+
+    // Warm (kernels compiled), then compare the trace's sum with the wall time.
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let (_, wall, trace) = lenet_iteration(&model, &batcher, &host, &wgpu, TapDetail::Timing);
+        assert!(trace.layers.iter().all(|l| l.forward_seconds > 0.0 && l.backward_seconds > 0.0));
+        ratios.push(trace.total_seconds() / wall);
+    }
+    eprintln!("{adapter}: traced time / wall time over 3 iterations: {ratios:?}");
+    let best = ratios.iter().cloned().fold(0.0, f64::max);
+    assert!(best >= 0.9 && best <= 1.0 + 1e-9, "per-layer times cover {best:.3} of the iteration on {adapter}");
+}

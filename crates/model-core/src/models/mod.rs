@@ -1,0 +1,98 @@
+//! Reference models, each a Burn module whose forward routes every layer through the [`Tap`].
+//!
+//! - [`LeNet`]: Caffe's LeNet for MNIST (conv 20 5x5, pool, conv 50 5x5, pool, ip 500, ReLU, ip 10).
+//! - [`ResNet20`]: He et al. 2016's CIFAR-10 ResNet-20 with option-A shortcuts; its parameter
+//!   paths match the published PyTorch weights (`conv1.weight`, `layer2.0.bn1.running_mean`, ...).
+//! - [`AlexNet`]: Krizhevsky et al. 2012 (96 11x11 conv1 filters), for timings and weight
+//!   pictures at a realistic size; not trained here.
+//!
+//! Every model implements [`Classifier`]: images `[batch, channels, height, width]` in, logits
+//! `[batch, classes]` out. A user's own model joins the checklist by implementing it too.
+
+mod alexnet;
+mod lenet;
+mod resnet;
+mod weights;
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::Module;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use alexnet::AlexNet;
+pub use lenet::LeNet;
+pub use resnet::{BasicBlock, ResNet20};
+pub use weights::{ImportError, ImportOutcome, PytorchImport, import_pytorch};
+
+use crate::dataset::SampleShape;
+use crate::tap::Tap;
+
+/// An image classifier whose forward pass goes through a [`Tap`].
+pub trait Classifier: Module + Clone + fmt::Debug + Send + 'static {
+    /// Logits `[batch, classes]` for `images` `[batch, c, h, w]`, each layer routed through `tap`.
+    fn forward_tapped(&self, images: Tensor<4>, tap: &mut Tap) -> Tensor<2>;
+
+    /// The plain forward (the tap off).
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_tapped(images, &mut Tap::off())
+    }
+
+    /// The shape of one input image.
+    fn input_shape(&self) -> SampleShape;
+
+    /// The number of classes (logits per image).
+    fn num_classes(&self) -> usize;
+
+    /// A short name (`lenet`, `resnet20`, `alexnet`).
+    fn name(&self) -> &str;
+}
+
+/// The reference models by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    LeNet,
+    ResNet20,
+    AlexNet,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 3] = [ModelKind::LeNet, ModelKind::ResNet20, ModelKind::AlexNet];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::LeNet => "lenet",
+            ModelKind::ResNet20 => "resnet20",
+            ModelKind::AlexNet => "alexnet",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ModelKind::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown model `{s}`; expected one of: lenet, resnet20, alexnet"))
+    }
+}
+
+/// Sets a bias parameter to zeros (Caffe's `constant` bias filler), keeping its id and device.
+pub(crate) fn zero_bias(bias: Option<burn::module::Param<Tensor<1>>>) -> Option<burn::module::Param<Tensor<1>>> {
+    bias.map(|p| {
+        let id = p.id;
+        let device = p.lazy_device();
+        let len = p.lazy_shape().num_elements();
+        p.transform_for_load(Tensor::zeros([len], &device), id)
+    })
+}

@@ -1,0 +1,530 @@
+//! The Tap: per-layer instrumentation of one forward and backward pass.
+//!
+//! Steps 3 (timings) and 4 (gradients) need, for every layer, its forward and backward time and
+//! the values flowing through it: its top blob's `data` (the output) and `diff` (the gradient
+//! arriving at that output). Burn 0.22 keeps gradients only for leaf tensors and runs one opaque
+//! backward pass, so the Tap cuts the graph at layer boundaries: each layer's output is handed to
+//! the next layer as a fresh leaf, and the backward pass runs segment by segment, last layer
+//! first, each segment seeded with the diff that arrived at its output (a vector-Jacobian product
+//! `sum(out * diff)`). Parameter gradients are summed across segments and equal those of the uncut
+//! graph (property-tested).
+//!
+//! A model joins by routing each layer through [`Tap::layer`] in its forward pass:
+//!
+//! ```
+//! use burn::prelude::*;
+//! use burn::nn::{Linear, LinearConfig, Relu};
+//! use model_core::tap::{Tap, TapDetail};
+//!
+//! #[derive(Module, Debug)]
+//! struct Mlp { fc1: Linear, fc2: Linear }
+//!
+//! impl Mlp {
+//!     fn forward(&self, x: Tensor<2>, tap: &mut Tap) -> Tensor<2> {
+//!         let x = tap.layer("fc1", "InnerProduct+ReLU", x, |x| Relu::new().forward(self.fc1.forward(x)));
+//!         tap.layer("fc2", "InnerProduct", x, |x| self.fc2.forward(x))
+//!     }
+//! }
+//!
+//! let device = Device::flex().autodiff();
+//! let mlp = Mlp { fc1: LinearConfig::new(4, 8).init(&device), fc2: LinearConfig::new(8, 2).init(&device) };
+//! let x = Tensor::<2>::random([3, 4], burn::tensor::Distribution::Default, &device);
+//!
+//! let mut tap = Tap::new(TapDetail::Full);
+//! let loss = mlp.forward(x, &mut tap).powi_scalar(2).mean();
+//! let (grads, trace) = tap.backward(loss, &mlp);
+//! let trace = trace.expect("the tap was on");
+//! assert_eq!(trace.layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["fc1", "fc2"]);
+//! assert!(trace.layers[0].diff.is_some());
+//! assert_eq!(trace.params[0].name, "fc1.weight");
+//! # let _ = grads;
+//! ```
+//!
+//! With the tap off ([`Tap::off`]) `layer` calls the closure and nothing else: no cuts, no syncs,
+//! no statistics. Statistics are computed on the device; four scalars per blob come back to the
+//! host, in one read for the whole iteration (NaN and Inf counts cost a second read only when a
+//! blob holds a non-finite value).
+
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::Gradients;
+use serde::{Deserialize, Serialize};
+
+/// How much the tap records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapDetail {
+    /// The plain forward and backward: nothing recorded.
+    #[default]
+    Off,
+    /// Per-layer forward and backward times (the device synchronised around each).
+    Timing,
+    /// Times, plus statistics of every layer's `data` and `diff` and of every parameter's value
+    /// and gradient.
+    Full,
+}
+
+/// Statistics of one blob (a layer's output or its gradient, a parameter or its gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BlobStats {
+    /// Number of values.
+    pub count: usize,
+    pub min: f32,
+    pub max: f32,
+    pub mean: f32,
+    /// Mean of the absolute values.
+    pub mean_abs: f32,
+    pub nan: u64,
+    pub inf: u64,
+}
+
+impl BlobStats {
+    /// True when the blob holds no NaN and no Inf.
+    pub fn is_finite(&self) -> bool {
+        self.nan == 0 && self.inf == 0
+    }
+}
+
+/// One layer of a [`LayerTrace`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// The layer's name as the model gave it (`conv1`, `layer2.0`).
+    pub name: String,
+    /// What kind of layer (`Convolution`, `Pooling`, `InnerProduct`, `Data`...).
+    pub kind: String,
+    /// Shape of the layer's top blob.
+    pub output_shape: Vec<usize>,
+    pub forward_seconds: f64,
+    /// Zero for a layer with no backward (the data layer, or a forward-only trace).
+    pub backward_seconds: f64,
+    /// Statistics of the top blob's values (with [`TapDetail::Full`]).
+    pub data: Option<BlobStats>,
+    /// Statistics of the gradient arriving at the top blob (with [`TapDetail::Full`], after a
+    /// backward pass).
+    pub diff: Option<BlobStats>,
+}
+
+/// One trainable parameter of a [`LayerTrace`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamRecord {
+    /// The module path (`conv1.weight`, `layer1.0.bn1.gamma`).
+    pub name: String,
+    /// The traced layer whose name prefixes the parameter's, when there is one.
+    pub layer: Option<String>,
+    pub shape: Vec<usize>,
+    pub value: Option<BlobStats>,
+    pub grad: Option<BlobStats>,
+}
+
+/// What one iteration through the tap recorded: every layer in forward order, every parameter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerTrace {
+    pub detail: TapDetail,
+    pub layers: Vec<LayerRecord>,
+    pub params: Vec<ParamRecord>,
+    /// Backward time of whatever the model computed after its last traced layer (zero when the
+    /// loss itself is a traced layer).
+    pub tail_backward_seconds: f64,
+}
+
+impl LayerTrace {
+    /// Forward plus backward time of every layer, the tail included.
+    pub fn total_seconds(&self) -> f64 {
+        self.layers.iter().map(|l| l.forward_seconds + l.backward_seconds).sum::<f64>() + self.tail_backward_seconds
+    }
+
+    /// The layer named `name`.
+    pub fn layer(&self, name: &str) -> Option<&LayerRecord> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+
+    /// The parameter named `name`.
+    pub fn param(&self, name: &str) -> Option<&ParamRecord> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// Statistics waiting on the device: `[min, max, sum, sum |x|]` and the blob, kept until the
+/// iteration's single read.
+struct PendingStats {
+    blob: Tensor<1>,
+    partial: Tensor<1>,
+}
+
+fn pending(blob: Tensor<1>) -> Option<PendingStats> {
+    if blob.dims()[0] == 0 {
+        return None;
+    }
+    let partial = Tensor::cat(vec![blob.clone().min(), blob.clone().max(), blob.clone().sum(), blob.clone().abs().sum()], 0);
+    Some(PendingStats { blob, partial })
+}
+
+/// Reads every pending statistic in one go (and counts NaN and Inf where a sum was not finite).
+fn resolve(pending: Vec<Option<PendingStats>>) -> Vec<Option<BlobStats>> {
+    let present: Vec<&PendingStats> = pending.iter().flatten().collect();
+    if present.is_empty() {
+        return pending.iter().map(|_| None).collect();
+    }
+    let values: Vec<f32> = Tensor::cat(present.iter().map(|p| p.partial.clone()).collect(), 0)
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(pending.len());
+    let mut k = 0;
+    for p in &pending {
+        let Some(p) = p else {
+            out.push(None);
+            continue;
+        };
+        let Some(v) = values.get(4 * k..4 * k + 4) else {
+            out.push(None);
+            k += 1;
+            continue;
+        };
+        k += 1;
+        let count = p.blob.dims()[0];
+        let (nan, inf) = if v[2].is_finite() && v[3].is_finite() {
+            (0, 0)
+        } else {
+            let counts = Tensor::cat(
+                vec![p.blob.clone().is_nan().float().sum(), p.blob.clone().is_inf().float().sum()],
+                0,
+            )
+            .try_into_vec_as::<f32>()
+            .unwrap_or_default();
+            (counts.first().copied().unwrap_or(0.0) as u64, counts.get(1).copied().unwrap_or(0.0) as u64)
+        };
+        out.push(Some(BlobStats {
+            count,
+            min: v[0],
+            max: v[1],
+            mean: v[2] / count as f32,
+            mean_abs: v[3] / count as f32,
+            nan,
+            inf,
+        }));
+    }
+    out
+}
+
+fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    let n = t.shape().num_elements();
+    t.reshape([n])
+}
+
+/// One traced layer while the iteration is in flight.
+struct Segment {
+    name: String,
+    /// Module paths whose parameters belong to this layer.
+    owns: Vec<String>,
+    kind: String,
+    output_shape: Vec<usize>,
+    /// The output, flattened, still attached to this layer's graph (None without autodiff).
+    output: Option<Tensor<1>>,
+    /// Removes the gradient that reached this layer's output leaf from a backward pass.
+    leaf_grad: Option<Box<dyn Fn(&mut Gradients) -> Option<Tensor<1>>>>,
+    forward_seconds: f64,
+    backward_seconds: f64,
+    data: Option<PendingStats>,
+    diff: Option<Tensor<1>>,
+}
+
+/// Per-layer instrumentation; see the module documentation.
+pub struct Tap {
+    detail: TapDetail,
+    segments: Vec<Segment>,
+    device: Option<Device>,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap").field("detail", &self.detail).field("layers", &self.segments.len()).finish()
+    }
+}
+
+impl Default for Tap {
+    fn default() -> Self {
+        Tap::off()
+    }
+}
+
+impl Tap {
+    /// A tap that records `detail`.
+    pub fn new(detail: TapDetail) -> Self {
+        Tap { detail, segments: Vec::new(), device: None }
+    }
+
+    /// A tap that records nothing: the model's plain forward.
+    pub fn off() -> Self {
+        Tap::new(TapDetail::Off)
+    }
+
+    pub fn detail(&self) -> TapDetail {
+        self.detail
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.detail != TapDetail::Off
+    }
+
+    fn sync(&self) {
+        if let Some(device) = &self.device {
+            let _ = device.sync();
+        }
+    }
+
+    /// Records the data layer: the seconds spent assembling the batch `images`, and (with full
+    /// detail) the statistics of the images as the network sees them.
+    pub fn data_layer<const D: usize>(&mut self, name: &str, images: &Tensor<D>, seconds: f64) {
+        if !self.is_on() {
+            return;
+        }
+        self.device.get_or_insert_with(|| images.device());
+        let data = (self.detail == TapDetail::Full).then(|| pending(flat(images.clone().inner()))).flatten();
+        self.segments.push(Segment {
+            name: name.to_string(),
+            owns: Vec::new(),
+            kind: "Data".into(),
+            output_shape: images.dims().to_vec(),
+            output: None,
+            leaf_grad: None,
+            forward_seconds: seconds,
+            backward_seconds: 0.0,
+            data,
+            diff: None,
+        });
+    }
+
+    /// Runs one layer: `f(x)`. With the tap on, the forward is timed (device synchronised), the
+    /// output recorded, and (on an autodiff device) the graph cut after it so that its backward
+    /// time and diff can be measured.
+    pub fn layer<const I: usize, const O: usize>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        x: Tensor<I>,
+        f: impl FnOnce(Tensor<I>) -> Tensor<O>,
+    ) -> Tensor<O> {
+        self.layer_owning(name, kind, &[name], x, f)
+    }
+
+    /// [`Tap::layer`] for a layer whose parameters live under other module paths than its name
+    /// (a convolution and its batch norm traced as one layer: `&["conv1", "bn1"]`).
+    pub fn layer_owning<const I: usize, const O: usize>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        owns: &[&str],
+        x: Tensor<I>,
+        f: impl FnOnce(Tensor<I>) -> Tensor<O>,
+    ) -> Tensor<O> {
+        if !self.is_on() {
+            return f(x);
+        }
+        let device = self.device.get_or_insert_with(|| x.device()).clone();
+        let _ = device.sync();
+        let started = Instant::now();
+        let out = f(x);
+        let _ = device.sync();
+        let forward_seconds = started.elapsed().as_secs_f64();
+
+        let output_shape = out.dims().to_vec();
+        let data = (self.detail == TapDetail::Full).then(|| pending(flat(out.clone().inner()))).flatten();
+        let (next, output, leaf_grad) = if out.is_tracked() {
+            let leaf = out.clone().detach().require_grad();
+            let handle = leaf.clone();
+            let grab: Box<dyn Fn(&mut Gradients) -> Option<Tensor<1>>> =
+                Box::new(move |grads| handle.grad_remove(grads).map(flat));
+            (leaf, Some(flat(out)), Some(grab))
+        } else {
+            (out, None, None)
+        };
+        self.segments.push(Segment {
+            name: name.to_string(),
+            owns: owns.iter().map(|o| o.to_string()).collect(),
+            kind: kind.to_string(),
+            output_shape,
+            output,
+            leaf_grad,
+            forward_seconds,
+            backward_seconds: 0.0,
+            data,
+            diff: None,
+        });
+        next
+    }
+
+    /// Collects, from one backward pass's gradients, the diff that reached each earlier layer's
+    /// output (summed when a layer feeds several later ones) and the parameter gradients.
+    fn harvest<M: Module>(
+        &mut self,
+        mut grads: Gradients,
+        before: usize,
+        model: &M,
+        acc: &mut GradientsAccumulator<M>,
+    ) {
+        for segment in self.segments[..before].iter_mut() {
+            if let Some(grab) = &segment.leaf_grad
+                && let Some(g) = grab(&mut grads)
+            {
+                segment.diff = Some(match segment.diff.take() {
+                    Some(d) => d + g,
+                    None => g,
+                });
+            }
+        }
+        acc.accumulate(model, GradientsParams::from_grads(grads, model));
+    }
+
+    /// Runs the backward pass from `top` (a loss, already scaled by its loss weight) and returns
+    /// the parameter gradients and, when the tap is on, the iteration's trace. The tap is empty
+    /// again afterwards, ready for the next iteration.
+    pub fn backward<M: Module>(&mut self, top: Tensor<1>, model: &M) -> (GradientsParams, Option<LayerTrace>) {
+        if !self.is_on() {
+            return (GradientsParams::from_grads(top.backward(), model), None);
+        }
+        let mut acc = GradientsAccumulator::<M>::new();
+        let n = self.segments.len();
+
+        self.sync();
+        let started = Instant::now();
+        let grads = top.sum().backward();
+        self.harvest(grads, n, model, &mut acc);
+        self.sync();
+        let tail_backward_seconds = started.elapsed().as_secs_f64();
+
+        for i in (0..n).rev() {
+            let (Some(output), Some(diff)) = (self.segments[i].output.take(), self.segments[i].diff.clone()) else {
+                continue;
+            };
+            let started = Instant::now();
+            let grads = (output * diff).sum().backward();
+            self.harvest(grads, i, model, &mut acc);
+            self.sync();
+            self.segments[i].backward_seconds = started.elapsed().as_secs_f64();
+        }
+        let grads = acc.grads();
+        let trace = self.take_trace(model, Some(&grads), tail_backward_seconds);
+        (grads, Some(trace))
+    }
+
+    /// The trace of a forward-only pass (no backward was run), with `model`'s parameters.
+    /// The tap is empty again afterwards.
+    pub fn forward_trace<M: Module>(&mut self, model: &M) -> LayerTrace {
+        self.take_trace(model, None, 0.0)
+    }
+
+    fn take_trace<M: Module>(&mut self, model: &M, grads: Option<&GradientsParams>, tail: f64) -> LayerTrace {
+        let segments = std::mem::take(&mut self.segments);
+        let full = self.detail == TapDetail::Full;
+
+        let mut visitor = ParamVisitor { stack: Vec::new(), containers: Vec::new(), grads, full, params: Vec::new(), stats: Vec::new() };
+        model.visit(&mut visitor);
+        let ParamVisitor { params: mut param_records, stats: param_stats, .. } = visitor;
+
+        // One read for every statistic of the iteration.
+        let mut all: Vec<Option<PendingStats>> = Vec::new();
+        let mut layers = Vec::with_capacity(segments.len());
+        let mut owners: Vec<(String, String)> = Vec::new();
+        for s in segments {
+            owners.extend(s.owns.iter().map(|o| (o.clone(), s.name.clone())));
+            all.push(s.data);
+            all.push(if full { s.diff.and_then(pending) } else { None });
+            layers.push(LayerRecord {
+                name: s.name,
+                kind: s.kind,
+                output_shape: s.output_shape,
+                forward_seconds: s.forward_seconds,
+                backward_seconds: s.backward_seconds,
+                data: None,
+                diff: None,
+            });
+        }
+        all.extend(param_stats);
+        let mut resolved = resolve(all).into_iter();
+        for layer in &mut layers {
+            layer.data = resolved.next().flatten();
+            layer.diff = resolved.next().flatten();
+        }
+        for p in &mut param_records {
+            p.value = resolved.next().flatten();
+            p.grad = resolved.next().flatten();
+            p.layer = owners
+                .iter()
+                .filter(|(prefix, _)| p.name.starts_with(prefix.as_str()) && p.name[prefix.len()..].starts_with('.'))
+                .max_by_key(|(prefix, _)| prefix.len())
+                .map(|(_, layer)| layer.clone());
+        }
+        LayerTrace { detail: self.detail, layers, params: param_records, tail_backward_seconds: tail }
+    }
+}
+
+/// Names every trainable parameter by its module path and queues its statistics.
+struct ParamVisitor<'a> {
+    stack: Vec<String>,
+    /// The container type of each entry of `stack` (`Struct:BatchNorm`).
+    containers: Vec<String>,
+    grads: Option<&'a GradientsParams>,
+    full: bool,
+    params: Vec<ParamRecord>,
+    /// Two per parameter: value, gradient.
+    stats: Vec<Option<PendingStats>>,
+}
+
+impl ModuleVisitor for ParamVisitor<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.stack.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.pop();
+        self.containers.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        // On an autodiff device a parameter says whether it trains; on a plain device none
+        // requires a gradient, and the non-trainable float state Burn's modules hold is batch
+        // norm's running statistics.
+        let trainable = if param.lazy_device().is_autodiff() {
+            param.is_require_grad()
+        } else {
+            let field = self.stack.last().map(String::as_str).unwrap_or("");
+            let running_stat = field.starts_with("running_")
+                && self.containers.last().is_some_and(|c| c.ends_with(":BatchNorm"));
+            !running_stat
+        };
+        if !trainable {
+            return;
+        }
+        self.params.push(ParamRecord {
+            name: self.stack.join("."),
+            layer: None,
+            shape: param.lazy_shape().to_vec(),
+            value: None,
+            grad: None,
+        });
+        if self.full {
+            self.stats.push(pending(flat(param.val().inner())));
+            self.stats.push(self.grads.and_then(|g| g.get::<D>(param.id)).and_then(|g| pending(flat(g))));
+        } else {
+            self.stats.push(None);
+            self.stats.push(None);
+        }
+    }
+}
+
+/// The trainable parameters of `model`: module path and shape, in visiting order.
+pub fn param_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
+    let mut visitor = ParamVisitor { stack: Vec::new(), containers: Vec::new(), grads: None, full: false, params: Vec::new(), stats: Vec::new() };
+    model.visit(&mut visitor);
+    visitor.params.into_iter().map(|p| (p.name, p.shape)).collect()
+}
+
+/// The number of trainable values in `model` (batch norm's running statistics excluded, unlike
+/// Burn's `num_params`).
+pub fn trainable_param_count<M: Module>(model: &M) -> usize {
+    param_shapes(model).iter().map(|(_, shape)| shape.iter().product::<usize>()).sum()
+}
