@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench -p benches --bench data_layer`.
 
+benches::use_mimalloc!();
+
 use std::hint::black_box;
 use std::time::Duration;
 

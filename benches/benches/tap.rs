@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo bench -p benches --bench tap`.
 
+benches::use_mimalloc!();
+
 use std::hint::black_box;
 use std::time::Duration;
 

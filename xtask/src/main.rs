@@ -15,6 +15,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Burn allocates fresh activation buffers every iteration; glibc's allocator returns large ones
+// to the kernel and page-faults them back, which made a LeNet iteration a third slower at best
+// (`cargo run --release -p benches --example stat_costs -- lenet`, with and without
+// MALLOC_MMAP_THRESHOLD_ raised).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "nn-checklist's tasks")]
 struct Cli {

@@ -108,3 +108,57 @@ fn a_run_that_cannot_write_leaves_the_previous_report_intact() {
     std::fs::write(&file, "x").unwrap();
     assert_usage_error(&xtask(&["checklist", "--out", file.to_str().unwrap()]), "a-file");
 }
+
+#[test]
+fn the_model_follows_the_dataset_and_the_report_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--iterations", "7"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("model lenet (431080 trainable parameters) on flex"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["run"]["model"], "lenet");
+    assert_eq!(report["run"]["device"], "flex");
+    assert_eq!(report["run"]["iterations"], 7);
+}
+
+#[test]
+fn real_pytorch_weights_import_into_resnet20() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
+    let o = xtask(&[
+        "checklist",
+        "--out",
+        dir.path().join("r").to_str().unwrap(),
+        "--dataset",
+        "cifar10",
+        "--weights",
+        weights.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("97 tensors applied, 0 missing, 0 unused"), "{stdout}");
+    assert!(stdout.contains("model resnet20 (269722 trainable parameters)"), "{stdout}");
+}
+
+#[test]
+fn models_devices_and_weights_that_do_not_fit_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let out = out.to_str().unwrap();
+    assert_usage_error(&xtask(&["checklist", "--out", out, "--model", "alexnet"]), "AlexNet takes 3x224x224");
+    assert_usage_error(&xtask(&["checklist", "--out", out, "--model", "vgg16"]), "unknown model `vgg16`");
+    assert_usage_error(&xtask(&["checklist", "--out", out, "--device", "tpu"]), "unknown device `tpu`");
+    assert_usage_error(&xtask(&["checklist", "--out", out, "--iterations", "0"]), "--iterations");
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
+    // ResNet-20's weights do not fit LeNet.
+    assert_usage_error(&xtask(&["checklist", "--out", out, "--weights", weights.to_str().unwrap()]), "resnet20-12fca82f.th");
+    assert_usage_error(&xtask(&["checklist", "--out", out, "--weights", "nowhere.pt"]), "nowhere.pt");
+    for device in ["wgpu", "vulkan", "cuda"] {
+        // Built without the feature (the default test build), the device is refused by name.
+        if !cfg!(feature = "wgpu") {
+            assert_usage_error(&xtask(&["checklist", "--out", out, "--device", device]), &format!("--features {device}"));
+        }
+    }
+}

@@ -193,6 +193,53 @@ impl SampleSource for CachedSource {
         }
         Ok(())
     }
+    /// Serves the hits from the cache and reads all the misses in one `read_many` of the inner
+    /// source (which opens its file once per batch).
+    fn read_many(&self, indices: &[usize], out: &mut [u8]) -> Result<()> {
+        let n = self.shape().len();
+        let mut missed: Vec<usize> = Vec::new();
+        {
+            let mut lru = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, (&index, chunk)) in indices.iter().zip(out.chunks_exact_mut(n)).enumerate() {
+                lru.tick += 1;
+                let tick = lru.tick;
+                if let Some(entry) = lru.entries.get_mut(&index) {
+                    let last = std::mem::replace(&mut entry.0, tick);
+                    chunk.copy_from_slice(&entry.1);
+                    lru.order.remove(&last);
+                    lru.order.insert(tick, index);
+                } else {
+                    missed.push(k);
+                }
+            }
+        }
+        self.hits.fetch_add((indices.len() - missed.len()) as u64, Ordering::Relaxed);
+        if missed.is_empty() {
+            return Ok(());
+        }
+        self.misses.fetch_add(missed.len() as u64, Ordering::Relaxed);
+        let miss_indices: Vec<usize> = missed.iter().map(|&k| indices[k]).collect();
+        let mut buffer = vec![0u8; n * missed.len()];
+        self.inner.read_many(&miss_indices, &mut buffer)?;
+        let mut lru = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (&k, pixels) in missed.iter().zip(buffer.chunks_exact(n)) {
+            out[k * n..(k + 1) * n].copy_from_slice(pixels);
+            let index = indices[k];
+            if self.capacity == 0 || lru.entries.contains_key(&index) {
+                continue;
+            }
+            if lru.entries.len() >= self.capacity
+                && let Some((_, oldest)) = lru.order.pop_first()
+            {
+                lru.entries.remove(&oldest);
+            }
+            lru.tick += 1;
+            let tick = lru.tick;
+            lru.entries.insert(index, (tick, pixels.to_vec()));
+            lru.order.insert(tick, index);
+        }
+        Ok(())
+    }
     fn resident_bytes(&self) -> usize {
         let lru = self.state.lock().unwrap_or_else(|p| p.into_inner());
         lru.entries.len() * self.inner.shape().len()

@@ -452,10 +452,9 @@ impl<M: Classifier> Trainer<M> {
         let logits = model.forward_tapped(tensors.images, &mut tap);
         let criterion = CrossEntropyLossConfig::new().init(&self.device);
         let labels = tensors.labels;
-        let loss = tap.layer("loss", "SoftmaxWithLoss", logits, |logits| criterion.forward(logits, labels));
+        let loss = tap.loss("loss", "SoftmaxWithLoss", logits, |logits| criterion.forward(logits, labels));
         let loss_value = loss.clone();
-        let top = if self.config.loss_weight == 1.0 { loss } else { loss.mul_scalar(self.config.loss_weight) };
-        let (grads, trace) = tap.backward(top, &model);
+        let (grads, trace) = tap.backward_weighted(loss, self.config.loss_weight, &model);
         let loss_value: f32 = loss_value.inner().try_into_scalar::<f32>().unwrap_or(f32::NAN);
         let seconds = started.elapsed().as_secs_f64() + data_seconds;
 
