@@ -40,7 +40,7 @@ pub fn build(kind: ModelKind, dataset: &Dataset, device: &Device, seed: u64) -> 
     let classes = dataset.class_names().len();
     let unfit = |why: String| RunError::Usage(format!("--model {kind} does not fit dataset `{}`: {why}", dataset.name()));
     device.seed(seed);
-    Ok(match kind {
+    let model = match kind {
         ModelKind::LeNet => {
             if shape.height < 16 || shape.width < 16 {
                 return Err(unfit(format!("LeNet needs images of at least 16x16; these are {shape}")));
@@ -60,7 +60,9 @@ pub fn build(kind: ModelKind, dataset: &Dataset, device: &Device, seed: u64) -> 
             }
             RunModel::AlexNet(AlexNet::new(classes, device))
         }
-    })
+    };
+    with_model!(&model, m => model_core::models::materialize(m));
+    Ok(model)
 }
 
 impl RunModel {

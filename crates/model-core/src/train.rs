@@ -338,7 +338,9 @@ impl<M: Classifier> Trainer<M> {
     /// [`TrainError::Config`].
     pub fn new(model: M, config: TrainConfig, device: &Device) -> Self {
         let device = if device.is_autodiff() { device.clone() } else { device.clone().autodiff() };
-        let model = model.fork(&device);
+        // `train` applies each parameter's configured gradient requirement on the autodiff
+        // device: a model built on a plain device (or taken from `valid()`) trains too.
+        let model = model.fork(&device).train();
         let batcher = Batcher::new(config.batch_size.max(1), config.seed, config.normalization.clone());
         Trainer {
             model: Some(model),
@@ -454,6 +456,12 @@ impl<M: Classifier> Trainer<M> {
         let labels = tensors.labels;
         let loss = tap.loss("loss", "SoftmaxWithLoss", logits, |logits| criterion.forward(logits, labels));
         let loss_value = loss.clone();
+        if !loss.is_tracked() {
+            self.model = Some(model);
+            return Err(TrainError::Config {
+                what: "the loss does not depend on any parameter that requires a gradient (all frozen?)".into(),
+            });
+        }
         let (grads, trace) = tap.backward_weighted(loss, self.config.loss_weight, &model);
         let loss_value: f32 = loss_value.inner().try_into_scalar::<f32>().unwrap_or(f32::NAN);
         let seconds = started.elapsed().as_secs_f64() + data_seconds;

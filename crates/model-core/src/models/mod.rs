@@ -96,3 +96,15 @@ pub(crate) fn zero_bias(bias: Option<burn::module::Param<Tensor<1>>>) -> Option<
         p.transform_for_load(Tensor::zeros([len], &device), id)
     })
 }
+
+/// Draws every lazily initialised parameter of `model` now, so that the seed set just before its
+/// construction decides its values whatever else draws random numbers later.
+pub fn materialize<M: Module>(model: &M) {
+    struct Draw;
+    impl burn::module::ModuleVisitor for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Draw);
+}
