@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model_core::bundled::{self, DatasetChoice, Splits};
 use model_core::models::ModelKind;
 
-use crate::model;
-use model_core::{DataError, DeviceChoice, DeviceError, LoadOptions, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
+use crate::{model, weights_step};
+use model_core::{DataError, DeviceChoice, DeviceError, LoadOptions, Normalization, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
 
 /// `println!` that ignores a closed stdout (`cargo xtask checklist | head`) instead of panicking.
 macro_rules! say {
@@ -60,6 +60,25 @@ pub struct Args {
     /// Training iterations for the steps that train.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
+    /// Per-channel normalisation of the images: auto (MNIST's figures for MNIST; for CIFAR-10,
+    /// CIFAR-10's, or ImageNet's when --weights is given, as torchvision-style pre-trained models
+    /// such as the bundled ResNet-20 were trained), mnist, cifar10, imagenet, or measured (on the
+    /// training split).
+    #[arg(long, value_enum, default_value_t = NormalizationChoice::Auto)]
+    pub normalization: NormalizationChoice,
+    /// Evaluate on a stratified sample of this many held-out images instead of the whole split.
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
+}
+
+/// `--normalization` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NormalizationChoice {
+    Auto,
+    Mnist,
+    Cifar10,
+    Imagenet,
+    Measured,
 }
 
 /// `--loading` values.
@@ -83,7 +102,7 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// The steps built so far; each step's issue adds its own.
-const BUILT_STEPS: &[Step] = &[];
+const BUILT_STEPS: &[Step] = &[Step::Weights];
 
 /// A fault that `--inject` can plant: its name, the step it targets, what it does.
 struct Fault {
@@ -93,7 +112,11 @@ struct Fault {
 }
 
 /// The faults known so far; each step's issue adds its own.
-const FAULTS: &[Fault] = &[];
+const FAULTS: &[Fault] = &[
+    Fault { name: "skip-load", step: Step::Weights, about: "skip-load=LAYER: the load leaves LAYER at its initial values" },
+    Fault { name: "drop-tensors", step: Step::Weights, about: "drop-tensors=LAYER: the file lacks LAYER's tensors" },
+    Fault { name: "key-prefix", step: Step::Weights, about: "key-prefix=PFX: every key in the file carries an extra prefix" },
+];
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +139,7 @@ pub enum RunError {
     Data(#[from] DataError),
     #[error(transparent)]
     Device(#[from] DeviceError),
-    #[error("{}: cannot write the report: {source}; the previous report is left as it was", path.display())]
+    #[error("{}: cannot write: {source}; the previous report is left as it was", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
 
@@ -178,8 +201,41 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     if let Some(held_out) = &splits.held_out {
         report.datasets.push(held_out.summary());
     }
+    let normalization = match args.normalization {
+        NormalizationChoice::Mnist => Normalization::mnist(),
+        NormalizationChoice::Cifar10 => Normalization::cifar10(),
+        NormalizationChoice::Imagenet => bundled::resnet20_normalization(),
+        NormalizationChoice::Measured => Normalization::measure(&splits.train)?,
+        NormalizationChoice::Auto => match (&choice, splits.train.shape().channels, &args.weights) {
+            (DatasetChoice::Mnist, _, _) => Normalization::mnist(),
+            (DatasetChoice::Cifar10, _, Some(_)) => bundled::resnet20_normalization(),
+            (DatasetChoice::Cifar10, _, None) => Normalization::cifar10(),
+            _ => Normalization::measure(&splits.train)?,
+        },
+    };
+    let eval = match &splits.held_out {
+        Some(held_out) => held_out.clone(),
+        // A single split (the bundled CIFAR-10 test set): it is the labelled test split.
+        None => splits.train.clone(),
+    };
+    let eval = match args.eval_samples {
+        Some(n) if n < eval.len() => eval.stratified_subset(n, args.seed)?,
+        _ => eval,
+    };
+    let context = StepContext {
+        args,
+        kind,
+        run_model: &run_model,
+        train: &splits.train,
+        eval: &eval,
+        normalization: &normalization,
+        device: device.clone().autodiff(),
+    };
     for &step in &steps {
-        report.push(run_step(step)?);
+        let started = Instant::now();
+        let mut step_report = run_step(step, &context)?;
+        step_report.seconds = started.elapsed().as_secs_f64();
+        report.push(step_report);
     }
     report.run.seconds = started.elapsed().as_secs_f64();
     let path = args.out.join("report.json");
@@ -188,11 +244,39 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     Ok(Outcome { verdict: report.verdict })
 }
 
+/// What every step gets from the frame.
+struct StepContext<'a> {
+    args: &'a Args,
+    kind: ModelKind,
+    run_model: &'a model::RunModel,
+    train: &'a model_core::Dataset,
+    eval: &'a model_core::Dataset,
+    normalization: &'a Normalization,
+    /// The run's device, with autodiff.
+    device: burn::prelude::Device,
+}
+
 /// Runs one step. Each step's issue replaces its arm with the step's entry point (and adds the
 /// step to `BUILT_STEPS`); `choose_steps` refuses unbuilt steps before anything runs.
-fn run_step(step: Step) -> Result<StepReport, RunError> {
+fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
     match step {
-        Step::Data | Step::Weights | Step::Timings | Step::Gradients | Step::Results => {
+        Step::Weights => {
+            let faults = weights_step::Faults::from_injected(&cx.args.inject)?;
+            let prepared = weights_step::prepare(
+                cx.kind,
+                cx.run_model,
+                cx.args.weights.as_deref(),
+                cx.train,
+                cx.normalization,
+                &cx.device,
+                cx.args.seed,
+                cx.args.iterations as usize,
+                &cx.args.out,
+                &faults,
+            )?;
+            weights_step::run(&prepared, Some(cx.eval), cx.normalization, &cx.device, &cx.args.out)
+        }
+        Step::Data | Step::Timings | Step::Gradients | Step::Results => {
             Err(RunError::Usage(format!("step `{step}` is not built yet")))
         }
     }
@@ -252,6 +336,7 @@ fn print_summary(report: &Report, path: &std::path::Path) {
         let reason = step
             .findings
             .iter()
+            .rev()
             .max_by_key(|f| f.verdict)
             .map(|f| f.message.clone())
             .unwrap_or_else(|| "no findings".into());

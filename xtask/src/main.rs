@@ -10,6 +10,7 @@
 mod checklist;
 mod model;
 mod train;
+mod weights_step;
 
 use std::process::ExitCode;
 

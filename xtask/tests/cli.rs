@@ -20,7 +20,7 @@ fn assert_usage_error(o: &Output, needle: &str) {
 }
 
 #[test]
-fn the_default_run_loads_mnist_and_writes_a_report_with_no_steps() {
+fn the_default_run_loads_mnist_and_runs_every_built_step() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
     let o = xtask(&["checklist", "--out", out.to_str().unwrap()]);
@@ -33,7 +33,8 @@ fn the_default_run_loads_mnist_and_writes_a_report_with_no_steps() {
     assert_eq!(report["run"]["dataset"], "mnist");
     assert_eq!(report["run"]["seed"], 42);
     assert_eq!(report["verdict"], "pass");
-    assert_eq!(report["steps"], serde_json::json!([]));
+    let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["weights"]);
     assert_eq!(report["datasets"][0]["label_counts"], serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]));
     assert_eq!(report["datasets"][1]["samples"], 10_000);
 }
@@ -82,26 +83,42 @@ fn an_unknown_fault_exits_2() {
     assert_usage_error(&xtask(&["checklist", "--inject", "no_such_fault=3"]), "unknown fault `no_such_fault`");
 }
 
+/// Every file under `dir`, relative path to bytes.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn a_run_that_cannot_write_leaves_the_previous_report_intact() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--seed", "1"]);
+    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--seed", "1", "--iterations", "3"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let before = std::fs::read(out.join("report.json")).unwrap();
+    let before = files_under(&out);
+    assert!(before.contains_key(Path::new("report.json")));
 
     // The file-size limit set to 0 makes every write fail (as a full disk would), even for root.
     let script = format!(
-        "trap '' XFSZ; ulimit -f 0; exec '{}' checklist --out '{}' --seed 2",
+        "trap '' XFSZ; ulimit -f 0; exec '{}' checklist --out '{}' --seed 2 --iterations 3",
         env!("CARGO_BIN_EXE_xtask"),
         out.display()
     );
     let o = Command::new("sh").arg("-c").arg(&script).output().unwrap();
-    assert_usage_error(&o, "previous report is left as it was");
-    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), before, "the previous report is intact");
-    let names: Vec<String> =
-        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, vec!["report.json".to_string()], "no partial file is left behind");
+    assert_usage_error(&o, "left as it was");
+    // The report and every artifact of the previous run are intact, and no partial file is left.
+    assert_eq!(files_under(&out), before);
 
     // An output path that is a file, not a folder.
     let file = dir.path().join("a-file");
@@ -161,4 +178,85 @@ fn models_devices_and_weights_that_do_not_fit_are_usage_errors() {
             assert_usage_error(&xtask(&["checklist", "--out", out, "--device", device]), &format!("--features {device}"));
         }
     }
+}
+
+fn report_of(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_weights_step_proves_the_real_resnet20_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
+    let o = xtask(&[
+        "checklist",
+        "--steps",
+        "weights",
+        "--dataset",
+        "cifar10",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--eval-samples",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = report_of(&out);
+    let step = &report["steps"][0];
+    assert_eq!(step["step"], "weights");
+    assert_eq!(step["verdict"], "pass");
+    let m = &step["metrics"];
+    for (key, want) in [
+        ("tensors_in_model", 97.0),
+        ("tensors_in_file", 97.0),
+        ("tensors_applied", 97.0),
+        ("tensors_missing", 0.0),
+        ("tensors_unused", 0.0),
+        ("tensors_mismatched", 0.0),
+        ("tensors_at_init", 0.0),
+        ("max_abs_diff", 0.0),
+    ] {
+        assert_eq!(m[key].as_f64(), Some(want), "{key}: {m}");
+    }
+    // PyTorch measured 81.03% on the 10,000 JPEGs; a 1,000-image stratified sample lands near it.
+    let accuracy = m["accuracy"].as_f64().unwrap();
+    assert!((accuracy - 0.8103).abs() < 0.03, "accuracy {accuracy}");
+    let artifacts: Vec<&str> = step["artifacts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(artifacts.contains(&"weights/conv1_filters.png"), "{artifacts:?}");
+    for a in artifacts {
+        assert!(out.join(a).is_file(), "{a}");
+    }
+}
+
+#[test]
+fn each_weights_fault_fails_the_step_naming_the_layer() {
+    for (fault, subject) in [
+        ("skip-load=conv2", "conv2"),
+        ("drop-tensors=ip1", "ip1"),
+        ("key-prefix=backbone.", "every tensor in the file"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r");
+        let o = xtask(&["checklist", "--steps", "weights", "--iterations", "5", "--inject", fault, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{fault}: {}", stderr(&o));
+        let report = report_of(&out);
+        let step = &report["steps"][0];
+        assert_eq!(step["verdict"], "fail", "{fault}");
+        let subjects: Vec<&str> = step["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["verdict"] == "fail")
+            .map(|f| f["subject"].as_str().unwrap())
+            .collect();
+        assert!(subjects.contains(&subject), "{fault}: {subjects:?}");
+    }
+    // Without a fault the round trip passes.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let o = xtask(&["checklist", "--steps", "weights", "--iterations", "5", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(report_of(&out)["steps"][0]["metrics"]["tensors_applied"], 8.0);
 }

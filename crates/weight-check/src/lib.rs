@@ -371,3 +371,45 @@ pub fn relative_change(a: &BTreeMap<String, Weights>, b: &BTreeMap<String, Weigh
         })
         .collect()
 }
+
+/// Puts `from`'s values of every tensor under `layer` (a module path prefix) into `model`: the
+/// `skip-load` fault, a load that left that layer at its initial values. Returns how many
+/// tensors were restored.
+pub fn restore_layer<M: Module>(model: &mut M, from: &M, layer: &str) -> Result<usize, String> {
+    let pattern = format!("^{}\\.", layer.replace('.', "\\."));
+    let mut out = BurnpackStore::from_bytes(None).with_regex(&pattern);
+    from.save_into(&mut out).map_err(|e| format!("{e:?}"))?;
+    let bytes = out.get_bytes().map_err(|e| format!("{e:?}"))?;
+    let mut back = BurnpackStore::from_bytes(Some(bytes)).allow_partial(true);
+    let result = model.load_from(&mut back).map_err(|e| format!("{e:?}"))?;
+    if result.applied.is_empty() {
+        return Err(format!("no tensor of the model lies under `{layer}`"));
+    }
+    Ok(result.applied.len())
+}
+
+/// The step's report from an import proof: the metrics the checklist carries
+/// (`tensors_in_model`, `tensors_in_file`, `tensors_applied`, `tensors_missing`, `tensors_unused`,
+/// `tensors_mismatched`, `tensors_at_init`, `max_abs_diff`, and `accuracy` when given), the
+/// findings, and the per-tensor table in `details`.
+pub fn step_report(proof: &ImportProof, accuracy: Option<f64>) -> model_core::StepReport {
+    let mut report = model_core::StepReport::new(model_core::Step::Weights);
+    report.metric("tensors_in_model", proof.tensors_in_model as f64);
+    report.metric("tensors_in_file", proof.tensors_in_file as f64);
+    report.metric("tensors_applied", proof.applied as f64);
+    report.metric("tensors_missing", proof.missing as f64);
+    report.metric("tensors_unused", proof.unused as f64);
+    report.metric("tensors_mismatched", proof.mismatched as f64);
+    report.metric("tensors_not_loaded", proof.not_loaded as f64);
+    report.metric("tensors_excluded", proof.excluded as f64);
+    report.metric("tensors_at_init", proof.at_init as f64);
+    report.metric("max_abs_diff", proof.max_abs_diff as f64);
+    if let Some(accuracy) = accuracy {
+        report.metric("accuracy", accuracy);
+    }
+    for finding in proof.findings() {
+        report.push(finding);
+    }
+    report.details = serde_json::json!({ "tensors": proof.tensors });
+    report
+}
