@@ -192,6 +192,9 @@ pub fn run(
         None => None,
     };
     let mut report = step_report(&proof, accuracy);
+    // How far each tensor moved from the model's initial values: a layer that did not move at
+    // all stands out (0).
+    report.details["relative_change_from_init"] = serde_json::json!(weight_check::relative_change(&fresh_view, &model_view));
     report.details["file"] = serde_json::json!(prepared.file_path.display().to_string());
     report.details["model"] = serde_json::json!(prepared.loaded.name());
     if let Some(dataset) = eval {
@@ -201,7 +204,8 @@ pub fn run(
     // Pictures: the first convolution's filters, and the last inner product as a heat map.
     let dir = out.join("weights");
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Write { path: dir.clone(), source })?;
-    if let Some((name, w)) = model_view.iter().find(|(n, w)| n.ends_with(".weight") && w.shape.len() == 4) {
+    // The first two convolutions: the first as RGB (or grey) tiles, the next as per-channel tiles.
+    for (name, w) in model_view.iter().filter(|(n, w)| n.ends_with(".weight") && w.shape.len() == 4).take(2) {
         let shape = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
         let scale = (96 / shape[3].max(1)).clamp(2, 12) as u32;
         let img = weight_check::conv_filter_grid(&w.values, shape, scale, 8);

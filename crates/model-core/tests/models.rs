@@ -42,7 +42,8 @@ fn resnet20_reproduces_pytorchs_logits_from_the_real_weights() {
         .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
         .collect();
     let worst = logits.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(worst < 1e-3, "largest difference from PyTorch's logits: {worst}");
+    eprintln!("largest difference from PyTorch's logits: {worst:e}");
+    assert!(worst < 1e-4, "largest difference from PyTorch's logits: {worst}");
 
     let labels: Vec<usize> = resnet["foolbox20_labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let predicted: Vec<usize> = logits

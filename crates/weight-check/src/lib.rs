@@ -106,7 +106,7 @@ pub fn read_model<M: Module>(model: &M, format: &WeightFormat) -> BTreeMap<Strin
 }
 
 /// Statistics of one tensor's values.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorStats {
     pub count: usize,
     pub min: f32,
@@ -117,7 +117,12 @@ pub struct TensorStats {
     pub zeros: f64,
     pub nan: usize,
     pub inf: usize,
+    /// Counts of the finite values in [`HISTOGRAM_BINS`] equal bins over `[min, max]`.
+    pub histogram: Vec<u32>,
 }
+
+/// Bins of each tensor's histogram.
+pub const HISTOGRAM_BINS: usize = 32;
 
 impl TensorStats {
     pub fn of(values: &[f32]) -> Self {
@@ -125,7 +130,17 @@ impl TensorStats {
         let n = finite.len().max(1) as f64;
         let mean = finite.iter().sum::<f64>() / n;
         let var = finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let mut histogram = vec![0u32; HISTOGRAM_BINS];
+        if !finite.is_empty() {
+            let width = if hi > lo { (hi - lo) / HISTOGRAM_BINS as f64 } else { 1.0 };
+            for &v in &finite {
+                let bin = (((v - lo) / width) as usize).min(HISTOGRAM_BINS - 1);
+                histogram[bin] += 1;
+            }
+        }
         TensorStats {
+            histogram,
             count: values.len(),
             min: values.iter().cloned().filter(|v| !v.is_nan()).fold(f32::INFINITY, f32::min),
             max: values.iter().cloned().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max),

@@ -4,15 +4,19 @@ use image::{Rgb, RgbImage};
 
 /// The filters of a convolution weight `[out, in, kh, kw]` as a grid of tiles, each filter
 /// normalised to its own range (as the AlexNet paper's figure 3). A filter with three input
-/// channels is one RGB tile; otherwise each input channel is a grey tile, one row of tiles per
-/// output filter (at most `max_inputs` channels shown). Each pixel is `scale` pixels wide; tiles
+/// channels is one RGB tile and one with a single input channel one grey tile, in a square grid;
+/// otherwise each input channel is a grey tile, one row of tiles per output filter (at most
+/// `max_inputs` channels shown). Each pixel is `scale` pixels wide; tiles
 /// are separated by a 1-pixel dark line.
 pub fn conv_filter_grid(values: &[f32], shape: [usize; 4], scale: u32, max_inputs: usize) -> RgbImage {
     let [out, inputs, kh, kw] = shape;
     let scale = scale.max(1);
     let rgb = inputs == 3;
-    let shown_inputs = if rgb { 1 } else { inputs.min(max_inputs.max(1)) };
-    let (cols, rows) = if rgb {
+    // One tile per filter (RGB, or grey for a single input channel) in a square grid; otherwise
+    // a row of per-channel tiles per filter.
+    let square = rgb || inputs == 1;
+    let shown_inputs = if square { 1 } else { inputs.min(max_inputs.max(1)) };
+    let (cols, rows) = if square {
         let cols = (out as f64).sqrt().ceil().max(1.0) as usize;
         (cols, out.div_ceil(cols))
     } else {
@@ -22,7 +26,7 @@ pub fn conv_filter_grid(values: &[f32], shape: [usize; 4], scale: u32, max_input
     let tile_h = kh as u32 * scale;
     let width = cols as u32 * (tile_w + 1) + 1;
     let height = rows as u32 * (tile_h + 1) + 1;
-    let mut img = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([32, 32, 32]));
+    let mut img = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([40, 90, 160]));
     let plane = kh * kw;
     for o in 0..out {
         let filter = &values[o * inputs * plane..(o + 1) * inputs * plane];
@@ -31,6 +35,11 @@ pub fn conv_filter_grid(values: &[f32], shape: [usize; 4], scale: u32, max_input
         let norm = |v: f32| if v.is_finite() { (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8 } else { 255 };
         let tiles: Vec<(usize, usize, Box<dyn Fn(usize, usize) -> Rgb<u8>>)> = if rgb {
             vec![(o % cols, o / cols, Box::new(move |y, x| Rgb([norm(filter[y * kw + x]), norm(filter[plane + y * kw + x]), norm(filter[2 * plane + y * kw + x])])))]
+        } else if square {
+            vec![(o % cols, o / cols, Box::new(move |y, x| {
+                let g = norm(filter[y * kw + x]);
+                Rgb([g, g, g])
+            }))]
         } else {
             (0..shown_inputs)
                 .map(|c| {
@@ -89,4 +98,37 @@ pub fn heat_map(values: &[f32], rows: usize, cols: usize, max_side: usize) -> Rg
         let t = (v.abs().min(1.0) * 255.0) as u8;
         if v >= 0.0 { Rgb([255, 255 - t, 255 - t]) } else { Rgb([255 - t, 255 - t, 255]) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every filter gets a tile; each tile spans black to white (its own range).
+        #[test]
+        fn grids_have_a_tile_per_filter(out in 1usize..20, inputs in prop_oneof![Just(1usize), Just(3), 2usize..6], k in 1usize..6, seed in any::<u32>()) {
+            let n = out * inputs * k * k;
+            let values: Vec<f32> = (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0).collect();
+            let img = conv_filter_grid(&values, [out, inputs, k, k], 2, 8);
+            let tile = (k * 2 + 1) as u32;
+            if inputs == 1 || inputs == 3 {
+                let cols = (out as f64).sqrt().ceil() as u32;
+                prop_assert_eq!(img.width(), cols * tile + 1);
+                prop_assert_eq!(img.height(), (out as u32).div_ceil(cols) * tile + 1);
+            } else {
+                prop_assert_eq!(img.width(), inputs.min(8) as u32 * tile + 1);
+                prop_assert_eq!(img.height(), out as u32 * tile + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn heat_map_colours_sign() {
+        let img = heat_map(&[1.0, -1.0, 0.0, 0.5], 2, 2, 64);
+        assert_eq!(img.get_pixel(0, 0).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(1, 0).0, [0, 0, 255]);
+        assert_eq!(img.get_pixel(0, 1).0, [255, 255, 255]);
+    }
 }

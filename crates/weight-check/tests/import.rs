@@ -191,3 +191,17 @@ proptest! {
         prop_assert_eq!(proof.max_abs_diff, 0.0);
     }
 }
+
+/// The real scenario end to end: the imported ResNet-20 on all 10,000 CIFAR-10 test JPEGs lands
+/// within 1.5 points of PyTorch's 81.03% on the same images.
+#[test]
+fn the_imported_resnet20_matches_pytorchs_accuracy_on_the_jpeg_test_set() {
+    let mut model = seeded(8, ResNet20::cifar10);
+    import_pytorch(&mut model, &bundled::resnet20_weights(), &PytorchImport::data_parallel_checkpoint()).unwrap();
+    let test = bundled::cifar10_test(&LoadOptions::default().with_cache(bundled::workspace_cache())).unwrap();
+    let batcher = model_core::Batcher::new(200, 0, bundled::resnet20_normalization());
+    let eval = model_core::train::evaluate(&model, &test, &batcher, &Device::flex()).unwrap();
+    eprintln!("ResNet-20 on the 10,000 JPEGs: {:.2}% ({} s)", 100.0 * eval.accuracy, eval.seconds);
+    assert_eq!(eval.images, 10_000);
+    assert!((eval.accuracy - 0.8103).abs() <= 0.015, "accuracy {}", eval.accuracy);
+}
