@@ -238,6 +238,24 @@ impl Dataset {
         &self.source
     }
 
+    /// The same samples read through `source` instead (a wrapper that caches, counts or, in a
+    /// test, slows reads down). `source` must hold as many samples of the same shape.
+    pub fn read_through(&self, source: Arc<dyn SampleSource>) -> Result<Dataset> {
+        if source.len() != self.source.len() || source.shape() != self.source.shape() {
+            return Err(DataError::InvalidRequest {
+                what: format!(
+                    "{}: the new source holds {} samples of {}; the dataset's holds {} of {}",
+                    self.name,
+                    source.len(),
+                    source.shape(),
+                    self.source.len(),
+                    self.source.shape()
+                ),
+            });
+        }
+        Ok(self.with_source(source))
+    }
+
     /// The same samples read through another source (same indices into it, same labels).
     pub(crate) fn with_source(&self, source: Arc<dyn SampleSource>) -> Dataset {
         Dataset { source, ..self.clone() }

@@ -292,6 +292,8 @@ pub struct Tap {
     device: Option<Device>,
     /// The diff the top sends into the loss layer (its loss weight).
     head_diff: f32,
+    /// A planted slow layer: extra seconds its forward spends (the profiler's `slow-layer` fault).
+    delay: Option<(String, f64)>,
 }
 
 impl std::fmt::Debug for Tap {
@@ -309,12 +311,19 @@ impl Default for Tap {
 impl Tap {
     /// A tap that records `detail`.
     pub fn new(detail: TapDetail) -> Self {
-        Tap { detail, segments: Vec::new(), device: None, head_diff: 1.0 }
+        Tap { detail, segments: Vec::new(), device: None, head_diff: 1.0, delay: None }
     }
 
     /// A tap that records nothing: the model's plain forward.
     pub fn off() -> Self {
         Tap::new(TapDetail::Off)
+    }
+
+    /// Plants a slow layer: `layer`'s forward spends `seconds` more (inside its timed window), so
+    /// a user can see how the profiler names a bottleneck. Only with the tap on.
+    pub fn with_delay(mut self, layer: &str, seconds: f64) -> Self {
+        self.delay = Some((layer.to_string(), seconds.max(0.0)));
+        self
     }
 
     pub fn detail(&self) -> TapDetail {
@@ -384,6 +393,11 @@ impl Tap {
         let _ = device.sync();
         let started = Instant::now();
         let out = f(x);
+        if let Some((layer, seconds)) = &self.delay
+            && layer == name
+        {
+            std::thread::sleep(std::time::Duration::from_secs_f64(*seconds));
+        }
         let _ = device.sync();
         let forward_seconds = started.elapsed().as_secs_f64();
 

@@ -160,6 +160,9 @@ pub struct TrainConfig {
     /// Save the model every this many iterations into `checkpoint_dir` (burnpack files).
     pub checkpoint_every: Option<usize>,
     pub checkpoint_dir: Option<PathBuf>,
+    /// A planted slow layer (name, extra forward seconds): the profiler's `slow-layer` fault.
+    #[serde(default)]
+    pub planted_delay: Option<(String, f64)>,
 }
 
 impl TrainConfig {
@@ -179,6 +182,7 @@ impl TrainConfig {
             progress: false,
             checkpoint_every: None,
             checkpoint_dir: None,
+            planted_delay: None,
         }
     }
 
@@ -215,6 +219,12 @@ impl TrainConfig {
 
     pub fn with_tap(mut self, tap: TapDetail) -> Self {
         self.tap = tap;
+        self
+    }
+
+    /// Plants a slow layer: `layer`'s forward spends `seconds` more (tap on only).
+    pub fn with_planted_delay(mut self, layer: impl Into<String>, seconds: f64) -> Self {
+        self.planted_delay = Some((layer.into(), seconds));
         self
     }
 
@@ -317,7 +327,10 @@ pub struct Evaluation {
 pub struct StepOutcome {
     pub loss: f32,
     pub trace: Option<LayerTrace>,
+    /// Data, forward and backward (before the optimizer step).
     pub seconds: f64,
+    /// The optimizer step (device synchronised around it).
+    pub optimizer_seconds: f64,
 }
 
 /// The training loop; see the module documentation.
@@ -450,6 +463,9 @@ impl<M: Classifier> Trainer<M> {
 
         let model = self.model.take().expect("the model is always put back after a step");
         let mut tap = Tap::new(self.config.tap);
+        if let Some((layer, seconds)) = &self.config.planted_delay {
+            tap = tap.with_delay(layer, *seconds);
+        }
         tap.data_layer("data", &tensors.images, data_seconds);
         let logits = model.forward_tapped(tensors.images, &mut tap);
         let criterion = CrossEntropyLossConfig::new().init(&self.device);
@@ -490,7 +506,11 @@ impl<M: Classifier> Trainer<M> {
         for (group, mult) in &self.groups {
             schedule = schedule.with_group(group.clone(), lr * mult);
         }
+        let _ = self.device.sync();
+        let optimizer_started = Instant::now();
         let model = self.optimizer.step(schedule.step(), model, grads);
+        let _ = self.device.sync();
+        let optimizer_seconds = optimizer_started.elapsed().as_secs_f64();
         self.model = Some(model);
         self.iteration += 1;
 
@@ -500,7 +520,7 @@ impl<M: Classifier> Trainer<M> {
             let path = dir.join(format!("{}-iter{}", self.model().name(), self.iteration));
             self.save_checkpoint(&path)?;
         }
-        Ok((StepOutcome { loss: loss_value, trace, seconds }, control))
+        Ok((StepOutcome { loss: loss_value, trace, seconds, optimizer_seconds }, control))
     }
 
     /// Trains for `iterations` iterations over seeded, shuffled epochs of `train`.
