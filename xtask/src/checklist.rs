@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model_core::bundled::{self, DatasetChoice, Splits};
 use model_core::models::ModelKind;
 
-use crate::{model, weights_step};
+use crate::{model, timings_step, weights_step};
 use model_core::{DataError, DeviceChoice, DeviceError, LoadOptions, Normalization, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
 
 /// `println!` that ignores a closed stdout (`cargo xtask checklist | head`) instead of panicking.
@@ -40,8 +40,9 @@ pub struct Args {
     /// Plant a named fault, NAME or NAME=VALUE, to see what it looks like (repeatable).
     #[arg(long = "inject", value_name = "NAME[=VALUE]")]
     pub inject: Vec<String>,
-    /// When pixels are read: all into memory first, or from disk on every batch.
-    #[arg(long, value_enum, default_value_t = Loading::LoadAll)]
+    /// When pixels are read: all into memory first, or from disk on every batch (also
+    /// `--loader load-all|on-demand|cached`).
+    #[arg(long, alias = "loader", value_enum, default_value_t = Loading::LoadAll)]
     pub loading: Loading,
     /// Samples kept by `--loading on-demand-cached`.
     #[arg(long, default_value_t = 10_000)]
@@ -85,7 +86,9 @@ pub enum NormalizationChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Loading {
     LoadAll,
+    #[value(alias = "on-demand")]
     OnDemandNoCache,
+    #[value(alias = "cached")]
     OnDemandCached,
 }
 
@@ -102,7 +105,7 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// The steps built so far; each step's issue adds its own.
-const BUILT_STEPS: &[Step] = &[Step::Weights];
+const BUILT_STEPS: &[Step] = &[Step::Weights, Step::Timings];
 
 /// A fault that `--inject` can plant: its name, the step it targets, what it does.
 struct Fault {
@@ -116,6 +119,7 @@ const FAULTS: &[Fault] = &[
     Fault { name: "skip-load", step: Step::Weights, about: "skip-load=LAYER: the load leaves LAYER at its initial values" },
     Fault { name: "drop-tensors", step: Step::Weights, about: "drop-tensors=LAYER: the file lacks LAYER's tensors" },
     Fault { name: "key-prefix", step: Step::Weights, about: "key-prefix=PFX: every key in the file carries an extra prefix" },
+    Fault { name: "slow-layer", step: Step::Timings, about: "slow-layer=NAME: NAME's forward spends 200 ms more" },
 ];
 
 /// How a run ended.
@@ -224,6 +228,8 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     };
     let context = StepContext {
         args,
+        choice: &choice,
+        options: &options,
         kind,
         run_model: &run_model,
         train: &splits.train,
@@ -247,6 +253,8 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
 /// What every step gets from the frame.
 struct StepContext<'a> {
     args: &'a Args,
+    choice: &'a DatasetChoice,
+    options: &'a LoadOptions,
     kind: ModelKind,
     run_model: &'a model::RunModel,
     train: &'a model_core::Dataset,
@@ -276,7 +284,19 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
             )?;
             weights_step::run(&prepared, Some(cx.eval), cx.normalization, &cx.device, &cx.args.out)
         }
-        Step::Data | Step::Timings | Step::Gradients | Step::Results => {
+        Step::Timings => timings_step::run(
+            cx.run_model,
+            cx.train,
+            cx.choice,
+            cx.options,
+            cx.normalization,
+            &cx.device,
+            cx.args.seed,
+            cx.args.iterations as usize,
+            &cx.args.inject,
+            &cx.args.out,
+        ),
+        Step::Data | Step::Gradients | Step::Results => {
             Err(RunError::Usage(format!("step `{step}` is not built yet")))
         }
     }

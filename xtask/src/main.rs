@@ -9,6 +9,7 @@
 
 mod checklist;
 mod model;
+mod timings_step;
 mod train;
 mod weights_step;
 

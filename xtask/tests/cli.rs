@@ -34,7 +34,7 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
     assert_eq!(report["run"]["seed"], 42);
     assert_eq!(report["verdict"], "pass");
     let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["weights"]);
+    assert_eq!(steps, ["weights", "timings"]);
     assert_eq!(report["datasets"][0]["label_counts"], serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]));
     assert_eq!(report["datasets"][1]["samples"], 10_000);
 }
@@ -152,6 +152,10 @@ fn real_pytorch_weights_import_into_resnet20() {
         "cifar10",
         "--weights",
         weights.to_str().unwrap(),
+        "--steps",
+        "weights",
+        "--eval-samples",
+        "200",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -259,4 +263,44 @@ fn each_weights_fault_fails_the_step_naming_the_layer() {
     let o = xtask(&["checklist", "--steps", "weights", "--iterations", "5", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(report_of(&out)["steps"][0]["metrics"]["tensors_applied"], 8.0);
+}
+
+#[test]
+fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let o = xtask(&["checklist", "--steps", "timings", "--iterations", "5", "--loader", "on-demand", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = report_of(&out);
+    let step = &report["steps"][0];
+    assert_eq!(step["step"], "timings");
+    for key in [
+        "iteration_ms",
+        "data_layer_ms",
+        "data_layer_share",
+        "forward_ms",
+        "backward_ms",
+        "optimizer_ms",
+        "untraced_ms",
+        "samples_per_second",
+        "load_all_batch_ms",
+        "on_demand_batch_ms",
+        "cached_batch_ms",
+        "hours_saved_500k",
+    ] {
+        assert!(step["metrics"][key].is_number(), "{key}: {}", step["metrics"]);
+    }
+    let layers: Vec<&str> = step["details"]["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"]);
+    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("timings/trace.json")).unwrap()).unwrap();
+    assert!(trace["traceEvents"].as_array().unwrap().len() > 5 * 16);
+    assert!(std::fs::read_to_string(out.join("timings/layers.svg")).unwrap().starts_with("<svg"));
+
+    let o = xtask(&["checklist", "--steps", "timings", "--iterations", "3", "--inject", "slow-layer=ip2", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let step = &report_of(&out)["steps"][0];
+    let bottleneck = step["findings"].as_array().unwrap().iter().find(|f| f["check"] == "bottleneck").unwrap();
+    assert_eq!(bottleneck["subject"], "ip2");
+    assert_eq!(step["details"]["ranked"][0]["name"], "ip2");
+    assert_usage_error(&xtask(&["checklist", "--steps", "timings", "--inject", "slow-layer=conv9", "--out", out.to_str().unwrap()]), "conv9");
 }
