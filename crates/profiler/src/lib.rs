@@ -96,6 +96,17 @@ pub struct Profile {
     pub batch_size: usize,
     pub samples_per_second: f64,
     pub iterations: usize,
+    /// Peak resident memory of the process so far (Linux `VmHWM`), when known.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory (`VmHWM` in `/proc/self/status`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Profile {
@@ -110,6 +121,7 @@ impl Profile {
                 batch_size,
                 samples_per_second: 0.0,
                 iterations: 0,
+                peak_rss_bytes: peak_rss_bytes(),
             };
         };
         let walls: Vec<f64> = records.iter().map(|r| r.wall_seconds).collect();
@@ -146,6 +158,7 @@ impl Profile {
             batch_size,
             samples_per_second: batch_size as f64 / mean_wall.max(1e-12),
             iterations: records.len(),
+            peak_rss_bytes: peak_rss_bytes(),
         }
     }
 
@@ -341,6 +354,9 @@ pub fn step_report(profile: &Profile, comparison: Option<&StrategyComparison>, c
     report.metric("untraced_ms", profile.untraced.mean_ms);
     report.metric("samples_per_second", profile.samples_per_second);
     report.metric("iterations", profile.iterations as f64);
+    if let Some(bytes) = profile.peak_rss_bytes {
+        report.metric("peak_rss_mib", bytes as f64 / (1024.0 * 1024.0));
+    }
     if let Some(c) = comparison {
         report.metric("load_all_batch_ms", c.load_all_batch_ms);
         report.metric("on_demand_batch_ms", c.on_demand_batch_ms);
