@@ -73,6 +73,15 @@ impl RunModel {
     /// Imports PyTorch weights by parameter name: a `{'state_dict': {'module.…'}}` checkpoint
     /// (DataParallel) or a plain state dict.
     pub fn import(&mut self, path: &Path) -> Result<ImportOutcome, RunError> {
+        let format = weight_check::WeightFormat::for_path(path, PytorchImport::plain());
+        if !matches!(format, weight_check::WeightFormat::Pytorch(_)) {
+            // Burnpack and SafeTensors files: keys are the model's (SafeTensors in PyTorch's layout).
+            let outcome = with_model!(self, m => format.load_into(m, path)).map_err(|e| RunError::Usage(e.to_string()))?;
+            if outcome.applied.is_empty() {
+                return Err(RunError::Usage(format!("{}: no tensor in the file matches a parameter of {}", path.display(), self.name())));
+            }
+            return Ok(outcome);
+        }
         let attempt = |model: &mut RunModel, import: &PytorchImport| {
             with_model!(model, m => import_pytorch(m, path, import))
         };

@@ -85,8 +85,8 @@ pub fn prepare(
 ) -> Result<Prepared, RunError> {
     let (file_path, format, student_seed) = match weights {
         Some(path) => {
-            let format = if path.extension().is_some_and(|e| e == "bpk") {
-                WeightFormat::Burnpack
+            let format = if path.extension().is_some_and(|e| e == "bpk" || e == "safetensors") {
+                WeightFormat::for_path(path, PytorchImport::plain())
             } else {
                 // A DataParallel checkpoint, or a plain state dict.
                 let dp = PytorchImport::data_parallel_checkpoint();
@@ -139,6 +139,15 @@ pub fn prepare(
                 with_model!(&mut loaded, m => import_pytorch(m, &file_path, &import)).map_err(|e| RunError::Usage(e.to_string()))?;
             }
             read_file(&file_path, &WeightFormat::Pytorch(import)).map_err(|e| RunError::Usage(e.to_string()))?
+        }
+        WeightFormat::Safetensors(import) => {
+            let mut import = import.clone();
+            if let Some(prefix) = &faults.key_prefix {
+                import.key_remapping.push(("^".into(), prefix.clone()));
+                let format = WeightFormat::Safetensors(import.clone());
+                with_model!(&mut loaded, m => format.load_into(m, &file_path)).map_err(|e| RunError::Usage(e.to_string()))?;
+            }
+            read_file(&file_path, &WeightFormat::Safetensors(import)).map_err(|e| RunError::Usage(e.to_string()))?
         }
         WeightFormat::Burnpack => {
             let mut store = BurnpackStore::from_file(&file_path).allow_partial(true);

@@ -72,6 +72,8 @@ pub struct LayerTiming {
     pub output_shape: Vec<usize>,
     /// Bytes of the layer's output (f32).
     pub activation_bytes: usize,
+    /// Bytes of the layer's trainable parameters (f32).
+    pub param_bytes: usize,
 }
 
 /// One profiled iteration, as the trace file shows it.
@@ -142,6 +144,13 @@ impl Profile {
                     backward: Summary::of_seconds(&bwd),
                     share: total / mean_wall.max(1e-12),
                     activation_bytes: 4 * layer.output_shape.iter().product::<usize>(),
+                    param_bytes: 4 * first
+                        .trace
+                        .params
+                        .iter()
+                        .filter(|p| p.layer.as_deref() == Some(layer.name.as_str()))
+                        .map(|p| p.shape.iter().product::<usize>())
+                        .sum::<usize>(),
                     output_shape: layer.output_shape.clone(),
                 }
             })

@@ -49,6 +49,9 @@ fn the_rows_add_up_to_the_iteration() {
     assert!((shares - 1.0).abs() < 0.05, "shares add up to {shares}");
     assert!(profile.samples_per_second > 0.0);
     assert!(profile.layers.iter().all(|l| l.name == "data" || l.backward.mean_ms > 0.0));
+    let conv1 = &profile.layers[1];
+    assert_eq!((conv1.param_bytes, conv1.activation_bytes), (4 * 520, 4 * 64 * 20 * 24 * 24));
+    assert!(profile.peak_rss_bytes.unwrap_or(0) > 0);
 }
 
 #[test]

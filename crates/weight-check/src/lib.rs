@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PytorchStore};
+use burn::store::{
+    BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use model_core::models::PytorchImport;
 use model_core::{Finding, Verdict};
 use serde::{Deserialize, Serialize};
@@ -33,12 +35,54 @@ pub enum WeightFormat {
     Pytorch(PytorchImport),
     /// Burn's own burnpack (`.bpk`), as `Module::save_file` writes it.
     Burnpack,
+    /// SafeTensors (`.safetensors`) in PyTorch's naming and layout (as `safetensors.torch.save_file`
+    /// writes a state dict), keys mapped as given.
+    Safetensors(PytorchImport),
 }
 
 impl WeightFormat {
     /// Burnpack for a `.bpk` file, else PyTorch with `import`.
     pub fn for_path(path: &Path, import: PytorchImport) -> Self {
-        if path.extension().is_some_and(|e| e == "bpk") { WeightFormat::Burnpack } else { WeightFormat::Pytorch(import) }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("bpk") => WeightFormat::Burnpack,
+            Some("safetensors") => WeightFormat::Safetensors(import),
+            _ => WeightFormat::Pytorch(import),
+        }
+    }
+
+    /// Loads the file at `path` into `model` by parameter name (missing tensors allowed: the
+    /// proof reports them), returning what the loader says it did.
+    pub fn load_into<M: Module>(&self, model: &mut M, path: &Path) -> Result<model_core::models::ImportOutcome, WeightError> {
+        let fail = |reason: String| WeightError { path: path.to_path_buf(), reason };
+        let result = match self {
+            WeightFormat::Pytorch(import) => {
+                let mut store = PytorchStore::from_file(path).allow_partial(true).validate(true);
+                if let Some(key) = &import.top_level_key {
+                    store = store.with_top_level_key(key.clone());
+                }
+                for (from, to) in &import.key_remapping {
+                    store = store.with_key_remapping(from, to.clone());
+                }
+                model.load_from(&mut store).map_err(|e| fail(e.to_string()))?
+            }
+            WeightFormat::Burnpack => {
+                let mut store = BurnpackStore::from_file(path).allow_partial(true);
+                model.load_from(&mut store).map_err(|e| fail(format!("{e:?}")))?
+            }
+            WeightFormat::Safetensors(import) => {
+                let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+                for (from, to) in &import.key_remapping {
+                    store = store.with_key_remapping(from, to.clone());
+                }
+                model.load_from(&mut store).map_err(|e| fail(e.to_string()))?
+            }
+        };
+        Ok(model_core::models::ImportOutcome {
+            applied: result.applied.clone(),
+            missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
+            unused: result.unused.clone(),
+            errors: result.errors.iter().map(|e| format!("{e:?}")).collect(),
+        })
     }
 }
 
@@ -80,6 +124,14 @@ pub fn read_file(path: &Path, format: &WeightFormat) -> Result<BTreeMap<String, 
             let all = store.get_all_tensors().map_err(|e| fail(format!("{e:?}")))?;
             convert(all).map_err(fail)?
         }
+        WeightFormat::Safetensors(import) => {
+            let mut store = SafetensorsStore::from_file(path);
+            for (from, to) in &import.key_remapping {
+                store = store.with_key_remapping(from, to.clone());
+            }
+            let all = store.get_all_tensors().map_err(|e| fail(e.to_string()))?;
+            convert(all).map_err(fail)?
+        }
     };
     Ok(tensors)
 }
@@ -98,7 +150,7 @@ fn convert(all: &BTreeMap<String, burn::store::burn_pack::Tensor>) -> Result<BTr
 /// in the naming and layout of `format` (PyTorch's for PyTorch files).
 pub fn read_model<M: Module>(model: &M, format: &WeightFormat) -> BTreeMap<String, Weights> {
     let adapter: Option<Box<dyn burn::store::ModuleAdapter>> = match format {
-        WeightFormat::Pytorch(_) => Some(Box::new(BurnToPyTorchAdapter)),
+        WeightFormat::Pytorch(_) | WeightFormat::Safetensors(_) => Some(Box::new(BurnToPyTorchAdapter)),
         WeightFormat::Burnpack => None,
     };
     convert(&model.collect(None, adapter, true).into_iter().map(|t| (t.name.clone(), t)).collect())

@@ -205,3 +205,27 @@ fn the_imported_resnet20_matches_pytorchs_accuracy_on_the_jpeg_test_set() {
     assert_eq!(eval.images, 10_000);
     assert!((eval.accuracy - 0.8103).abs() <= 0.015, "accuracy {}", eval.accuracy);
 }
+
+/// SafeTensors in PyTorch's layout (as `safetensors.torch.save_file` writes a state dict): the
+/// real ResNet-20 written out and imported again, proven tensor by tensor.
+#[test]
+fn safetensors_files_are_proven_too() {
+    use burn::store::{BurnToPyTorchAdapter, SafetensorsStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resnet20.safetensors");
+    let mut teacher = seeded(9, ResNet20::cifar10);
+    import_pytorch(&mut teacher, &bundled::resnet20_weights(), &PytorchImport::data_parallel_checkpoint()).unwrap();
+    let mut out = SafetensorsStore::from_file(&path).with_to_adapter(BurnToPyTorchAdapter);
+    teacher.save_into(&mut out).unwrap();
+
+    let format = WeightFormat::for_path(&path, PytorchImport::plain());
+    assert!(matches!(format, WeightFormat::Safetensors(_)));
+    let file = read_file(&path, &format).unwrap();
+    assert_eq!(file["layer1.0.bn1.weight"], read_file(&bundled::resnet20_weights(), &pytorch()).unwrap()["layer1.0.bn1.weight"]);
+    let fresh = seeded(10, ResNet20::cifar10);
+    let mut student = seeded(10, ResNet20::cifar10);
+    let outcome = format.load_into(&mut student, &path).unwrap();
+    assert_eq!(outcome.applied.len(), 97);
+    let proof = prove(&read_model(&student, &format), &read_model(&fresh, &format), &file, &[]);
+    assert_eq!((proof.applied, proof.missing, proof.unused, proof.max_abs_diff), (97, 0, 0, 0.0));
+}
