@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model_core::bundled::{self, DatasetChoice, Splits};
 use model_core::models::ModelKind;
 
-use crate::{model, timings_step, weights_step};
+use crate::{gradients_step, model, timings_step, weights_step};
 use model_core::{DataError, DeviceChoice, DeviceError, LoadOptions, Normalization, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
 
 /// `println!` that ignores a closed stdout (`cargo xtask checklist | head`) instead of panicking.
@@ -105,7 +105,7 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// The steps built so far; each step's issue adds its own.
-const BUILT_STEPS: &[Step] = &[Step::Weights, Step::Timings];
+const BUILT_STEPS: &[Step] = &[Step::Weights, Step::Timings, Step::Gradients];
 
 /// A fault that `--inject` can plant: its name, the step it targets, what it does.
 struct Fault {
@@ -120,6 +120,9 @@ const FAULTS: &[Fault] = &[
     Fault { name: "drop-tensors", step: Step::Weights, about: "drop-tensors=LAYER: the file lacks LAYER's tensors" },
     Fault { name: "key-prefix", step: Step::Weights, about: "key-prefix=PFX: every key in the file carries an extra prefix" },
     Fault { name: "slow-layer", step: Step::Timings, about: "slow-layer=NAME: NAME's forward spends 200 ms more" },
+    Fault { name: "lr-x100", step: Step::Gradients, about: "the learning rate times 100" },
+    Fault { name: "nan", step: Step::Gradients, about: "nan=LAYER: NaN written into LAYER's weights a third of the way through" },
+    Fault { name: "bias-lr-mult", step: Step::Gradients, about: "bias-lr-mult=LAYER:FACTOR: LAYER's bias learns FACTOR times faster" },
 ];
 
 /// How a run ended.
@@ -296,7 +299,17 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
             &cx.args.inject,
             &cx.args.out,
         ),
-        Step::Data | Step::Gradients | Step::Results => {
+        Step::Gradients => gradients_step::run(
+            cx.run_model,
+            cx.train,
+            cx.normalization,
+            &cx.device,
+            cx.args.seed,
+            cx.args.iterations as usize,
+            &cx.args.inject,
+            &cx.args.out,
+        ),
+        Step::Data | Step::Results => {
             Err(RunError::Usage(format!("step `{step}` is not built yet")))
         }
     }

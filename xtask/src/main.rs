@@ -8,6 +8,7 @@
 //! Exit status: 0 when no step fails, 1 when a check fails, 2 for a usage or input error.
 
 mod checklist;
+mod gradients_step;
 mod model;
 mod timings_step;
 mod train;

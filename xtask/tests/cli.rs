@@ -34,7 +34,7 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
     assert_eq!(report["run"]["seed"], 42);
     assert_eq!(report["verdict"], "pass");
     let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["weights", "timings"]);
+    assert_eq!(steps, ["weights", "timings", "gradients"]);
     assert_eq!(report["datasets"][0]["label_counts"], serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]));
     assert_eq!(report["datasets"][1]["samples"], 10_000);
 }
@@ -303,4 +303,45 @@ fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
     assert_eq!(bottleneck["subject"], "ip2");
     assert_eq!(step["details"]["ranked"][0]["name"], "ip2");
     assert_usage_error(&xtask(&["checklist", "--steps", "timings", "--inject", "slow-layer=conv9", "--out", out.to_str().unwrap()]), "conv9");
+}
+
+#[test]
+fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["checklist", "--steps", "gradients", "--iterations", "60", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        xtask(&args)
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let step = report_of(&out)["steps"][0].clone();
+    assert_eq!(step["verdict"], "pass", "{}", step["findings"]);
+    assert_eq!(step["metrics"]["iterations_watched"], 60.0);
+    assert_eq!(step["metrics"]["first_nonfinite_iteration"], -1.0);
+    assert!(step["metrics"]["loss_last"].as_f64().unwrap() < step["metrics"]["loss_first"].as_f64().unwrap());
+    assert!(out.join("gradients/iterations.json").is_file());
+
+    for (fault, checks, subject) in [
+        ("lr-x100", &["exploding", "nonfinite"][..], None),
+        ("nan=conv2", &["nonfinite"][..], Some("conv2")),
+        ("bias-lr-mult=conv1:1000", &["imbalance"][..], Some("conv1.bias")),
+    ] {
+        let o = run(&["--inject", fault]);
+        assert_eq!(o.status.code(), Some(1), "{fault}: {}", stderr(&o));
+        let step = report_of(&out)["steps"][0].clone();
+        assert_eq!(step["verdict"], "fail", "{fault}");
+        let fails: Vec<(String, String, String)> = step["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["verdict"] == "fail")
+            .map(|f| (f["check"].as_str().unwrap().to_string(), f["subject"].as_str().unwrap().to_string(), f["remedy"].as_str().unwrap().to_string()))
+            .collect();
+        assert!(
+            fails.iter().any(|(c, s, r)| checks.contains(&c.as_str()) && subject.is_none_or(|want| s == want) && !r.is_empty()),
+            "{fault}: {fails:?}"
+        );
+    }
 }
