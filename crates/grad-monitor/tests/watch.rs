@@ -137,3 +137,58 @@ fn an_oversized_bias_multiplier_is_an_imbalance_and_the_remedy_clears_it() {
     let (_, findings) = watch(sgd(0.01).with_lr_mult(r"^conv1\.bias$", suggested), lenet(4), &mut |_, _| {});
     assert!(!findings.iter().any(|f| f.check == "imbalance" && f.subject == "conv1.bias"), "{findings:?}");
 }
+
+/// A deep plain network with sigmoid activations: the gradient fades on its way down, and the
+/// early layers are named as vanishing.
+#[test]
+fn a_deep_sigmoid_network_vanishes_in_its_early_layers() {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::activation::sigmoid;
+    use model_core::models::Classifier;
+    use model_core::tap::Tap;
+
+    #[derive(Module, Debug)]
+    struct DeepSigmoid {
+        layers: Vec<Linear>,
+    }
+    impl Classifier for DeepSigmoid {
+        fn forward_tapped(&self, images: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
+            let mut x = images.flatten::<2>(1, 3);
+            let last = self.layers.len() - 1;
+            for (i, layer) in self.layers.iter().enumerate() {
+                let name = format!("layers.{i}");
+                x = if i == last {
+                    tap.layer(&name, "InnerProduct", x, |x| layer.forward(x))
+                } else {
+                    tap.layer(&name, "InnerProduct+Sigmoid", x, |x| sigmoid(layer.forward(x)))
+                };
+            }
+            x
+        }
+        fn input_shape(&self) -> model_core::SampleShape {
+            model_core::SampleShape::new(1, 28, 28)
+        }
+        fn num_classes(&self) -> usize {
+            10
+        }
+        fn name(&self) -> &str {
+            "deep-sigmoid"
+        }
+    }
+
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let widths = [784, 64, 64, 64, 64, 64, 64, 64, 64, 64, 10];
+    let model = DeepSigmoid { layers: widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(&device)).collect() };
+    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, Normalization::mnist()).with_tap(TapDetail::Full);
+    let mut monitor = GradMonitor::new(MonitorConfig::default(), &[]);
+    let mut trainer = Trainer::new(model, config, &device);
+    trainer.fit(&mnist(), 40, &mut monitor).unwrap();
+    let findings = monitor.findings();
+    for f in &findings {
+        eprintln!("{:?} {} {}: {}", f.verdict, f.check, f.subject, f.message);
+    }
+    let vanishing: Vec<&str> = findings.iter().filter(|f| f.check == "vanishing").map(|f| f.subject.as_str()).collect();
+    assert!(vanishing.contains(&"layers.0.weight"), "{findings:?}");
+    assert!(!vanishing.iter().any(|s| s.starts_with("layers.9.")), "the last layer still learns: {vanishing:?}");
+}

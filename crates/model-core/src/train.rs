@@ -155,6 +155,9 @@ pub struct TrainConfig {
     pub seed: u64,
     pub normalization: Normalization,
     pub tap: TapDetail,
+    /// Run the tap on every `tap_every`-th iteration only (the others run plain).
+    #[serde(default = "one")]
+    pub tap_every: usize,
     /// Show an indicatif progress bar (on a terminal).
     pub progress: bool,
     /// Save the model every this many iterations into `checkpoint_dir` (burnpack files).
@@ -179,6 +182,7 @@ impl TrainConfig {
             seed: 42,
             normalization,
             tap: TapDetail::Off,
+            tap_every: 1,
             progress: false,
             checkpoint_every: None,
             checkpoint_dir: None,
@@ -222,6 +226,12 @@ impl TrainConfig {
         self
     }
 
+    /// Runs the tap on every `every`-th iteration only (a monitor that samples).
+    pub fn with_tap_every(mut self, every: usize) -> Self {
+        self.tap_every = every.max(1);
+        self
+    }
+
     /// Plants a slow layer: `layer`'s forward spends `seconds` more (tap on only).
     pub fn with_planted_delay(mut self, layer: impl Into<String>, seconds: f64) -> Self {
         self.planted_delay = Some((layer.into(), seconds));
@@ -238,6 +248,10 @@ impl TrainConfig {
         self.checkpoint_every = Some(every.max(1));
         self
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Why training stopped early.
@@ -462,7 +476,8 @@ impl<M: Classifier> Trainer<M> {
         let started = Instant::now();
 
         let model = self.model.take().expect("the model is always put back after a step");
-        let mut tap = Tap::new(self.config.tap);
+        let detail = if self.iteration.is_multiple_of(self.config.tap_every.max(1)) { self.config.tap } else { TapDetail::Off };
+        let mut tap = Tap::new(detail);
         if let Some((layer, seconds)) = &self.config.planted_delay {
             tap = tap.with_delay(layer, *seconds);
         }
