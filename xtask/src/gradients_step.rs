@@ -146,6 +146,9 @@ pub fn run(
     let text = serde_json::to_string(&monitor.samples).expect("serialisable");
     model_core::write_atomic(&path, text.as_bytes()).map_err(|source| RunError::Write { path, source })?;
     report.artifacts.push("gradients/iterations.json".into());
+    let path = dir.join("ranges.svg");
+    model_core::write_atomic(&path, grad_monitor::range_plots_svg(&monitor).as_bytes()).map_err(|source| RunError::Write { path, source })?;
+    report.artifacts.push("gradients/ranges.svg".into());
     // The per-iteration table lives in the artifact; keep the report's details to the last one.
     report.details = serde_json::json!({ "last_iteration": monitor.samples.last() });
     Ok(report)

@@ -322,6 +322,7 @@ fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
     assert_eq!(step["metrics"]["first_nonfinite_iteration"], -1.0);
     assert!(step["metrics"]["loss_last"].as_f64().unwrap() < step["metrics"]["loss_first"].as_f64().unwrap());
     assert!(out.join("gradients/iterations.json").is_file());
+    assert!(std::fs::read_to_string(out.join("gradients/ranges.svg")).unwrap().contains("<polyline"));
 
     for (fault, checks, subject) in [
         ("lr-x100", &["exploding", "nonfinite"][..], None),

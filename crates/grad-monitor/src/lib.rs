@@ -358,3 +358,90 @@ pub fn step_report(monitor: &GradMonitor) -> model_core::StepReport {
     report.details = serde_json::json!({ "iterations": monitor.samples });
     report
 }
+
+/// Line plots (SVG) over the watched iterations, log scale: per layer the largest |data| and
+/// largest |diff|; per parameter the mean |value| and mean |gradient|. NaN and Inf points are
+/// drawn as red marks at the top of their panel.
+pub fn range_plots_svg(monitor: &GradMonitor) -> String {
+    type Series = (String, Vec<(usize, f64)>);
+    let samples = &monitor.samples;
+    let mut panels: Vec<(String, Vec<Series>)> = Vec::new();
+    if let Some(first) = samples.first() {
+        let layer_series = |pick: fn(&LayerSample) -> Option<BlobStats>| -> Vec<Series> {
+            first
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let points = samples
+                        .iter()
+                        .filter_map(|s| Some((s.iteration, s.layers.get(i).and_then(pick).map(|d| if d.is_finite() { largest(&d) } else { f64::INFINITY })?)))
+                        .collect();
+                    (l.name.clone(), points)
+                })
+                .collect()
+        };
+        panels.push(("largest |data| per layer".into(), layer_series(|l| l.data)));
+        panels.push(("largest |diff| per layer".into(), layer_series(|l| l.diff)));
+        let param_series = |pick: fn(&ParamSample) -> BlobStats| -> Vec<Series> {
+            first
+                .params
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    let points = samples
+                        .iter()
+                        .filter_map(|s| s.params.get(k))
+                        .zip(samples.iter().map(|s| s.iteration))
+                        .map(|(q, it)| {
+                            let b = pick(q);
+                            (it, if b.is_finite() { b.mean_abs as f64 } else { f64::INFINITY })
+                        })
+                        .collect();
+                    (p.name.clone(), points)
+                })
+                .collect()
+        };
+        panels.push(("mean |value| per parameter".into(), param_series(|p| p.value)));
+        panels.push(("mean |gradient| per parameter".into(), param_series(|p| p.grad)));
+    }
+    let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let (w, h, left, legend) = (520.0, 220.0, 60.0, 170.0);
+    let total_h = panels.len() as f64 * (h + 40.0) + 20.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{total_h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+        left + w + legend
+    );
+    let last_it = samples.last().map_or(1, |s| s.iteration.max(1)) as f64;
+    for (p, (title, series)) in panels.iter().enumerate() {
+        let top = 20.0 + p as f64 * (h + 40.0);
+        let finite: Vec<f64> = series.iter().flat_map(|(_, pts)| pts.iter().map(|(_, v)| *v)).filter(|v| v.is_finite() && *v > 0.0).collect();
+        let lo = finite.iter().cloned().fold(f64::INFINITY, f64::min).log10().floor();
+        let hi = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max).log10().ceil().max(lo + 1.0);
+        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (-1.0, 1.0) };
+        let x = |it: usize| left + w * it as f64 / last_it;
+        let y = |v: f64| top + h - h * ((v.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
+        svg.push_str(&format!(
+            "<text x=\"{left}\" y=\"{}\" font-size=\"13\">{title} (log scale, 1e{lo} to 1e{hi}) over iterations 0 to {last_it}</text>\n<rect x=\"{left}\" y=\"{top}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"#999\"/>\n",
+            top - 5.0
+        ));
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let colour = palette[i % palette.len()];
+            let path: Vec<String> = pts.iter().filter(|(_, v)| v.is_finite() && *v > 0.0).map(|(it, v)| format!("{:.1},{:.1}", x(*it), y(*v))).collect();
+            if !path.is_empty() {
+                svg.push_str(&format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>\n", path.join(" ")));
+            }
+            for (it, _) in pts.iter().filter(|(_, v)| !v.is_finite()) {
+                svg.push_str(&format!("<rect x=\"{:.1}\" y=\"{top}\" width=\"3\" height=\"8\" fill=\"red\"/>\n", x(*it)));
+            }
+            svg.push_str(&format!(
+                "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{}</text>\n",
+                left + w + 8.0,
+                top + 12.0 + 13.0 * i as f64,
+                name.replace('&', "&amp;").replace('<', "&lt;")
+            ));
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}

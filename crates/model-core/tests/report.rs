@@ -127,3 +127,14 @@ proptest! {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn written_reports_are_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    write_atomic(&path, b"{}").unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
+}
