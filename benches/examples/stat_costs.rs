@@ -12,6 +12,7 @@ fn time<F: FnMut()>(name: &str, mut f: F) {
 
 fn main() {
     if std::env::args().any(|a| a == "lenet") { lenet_phases::run(); return; }
+    if std::env::args().any(|a| a == "reshape") { reshape_cost(); return; }
     let d = Device::flex();
     let x = Tensor::<1>::random([737_280], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
     let y = Tensor::<1>::random([737_280], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
@@ -77,4 +78,16 @@ mod lenet_phases {
             let _ = std::hint::black_box(model.forward_tapped(x.clone(), &mut tap));
         });
     }
+}
+
+pub fn reshape_cost() {
+    use burn::nn::conv::Conv2dConfig;
+    let d = Device::flex();
+    let conv = Conv2dConfig::new([1, 20], [5, 5]).init(&d);
+    let x = Tensor::<4>::random([64, 1, 28, 28], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
+    let y = conv.forward(x.clone());
+    time("conv1 forward", || { let _ = conv.forward(x.clone()); });
+    time("reshape conv1 output to 1-D", || { let _ = std::hint::black_box(y.clone().reshape([737_280])); });
+    time("stats on 4-D conv1 output", || { let _ = Tensor::cat(vec![y.clone().min(), y.clone().max(), y.clone().sum(), y.clone().abs().sum()], 0).into_data(); });
+    time("stats on 1-D reshaped output", || { let f = y.clone().reshape([737_280]); let _ = Tensor::cat(vec![f.clone().min(), f.clone().max(), f.clone().sum(), f.abs().sum()], 0).into_data(); });
 }
