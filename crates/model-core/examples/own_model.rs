@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut trainer = Trainer::new(TinyConvNet::new(&device), config, &device);
 
     let mut hook = |it: &IterationReport<'_, TinyConvNet>| {
-        if it.iteration % 25 == 0
+        if it.iteration.is_multiple_of(25)
             && let Some(trace) = it.trace
         {
             println!("iteration {:>3}  loss {:.4}", it.iteration, it.loss);

@@ -57,11 +57,10 @@ impl Cache {
         let stem = file_stem_without(src, ".gz");
         let out = self.root.join(format!("{stem}-{}", &src_sha[..16]));
         let sidecar = sidecar_path(&out);
-        if let (Ok(recorded), true) = (fs::read_to_string(&sidecar), out.is_file()) {
-            if sha256_file(&out)? == recorded.trim() {
+        if let (Ok(recorded), true) = (fs::read_to_string(&sidecar), out.is_file())
+            && sha256_file(&out)? == recorded.trim() {
                 return Ok(out);
             }
-        }
         self.ensure_root()?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.root).map_err(|e| DataError::io(&self.root, e))?;
         let file = File::open(src).map_err(|e| DataError::io(src, e))?;

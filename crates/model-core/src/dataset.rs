@@ -102,7 +102,7 @@ impl fmt::Debug for InMemory {
 impl InMemory {
     /// Wraps `pixels`, which holds whole samples of `shape` back to back.
     pub fn new(shape: SampleShape, pixels: Vec<u8>, origin: impl Into<String>) -> Result<Self> {
-        if shape.is_empty() || pixels.len() % shape.len() != 0 {
+        if shape.is_empty() || !pixels.len().is_multiple_of(shape.len()) {
             return Err(DataError::InvalidRequest {
                 what: format!(
                     "{} bytes of pixels are not a whole number of {shape} samples",

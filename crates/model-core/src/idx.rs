@@ -132,7 +132,7 @@ fn check_data_length(
     let expected = dims[0] as u128 * record;
     let actual = data_len as u128;
     let what = if magic == IMAGES_MAGIC { "image" } else { "label" };
-    if actual < expected && actual % record != 0 {
+    if actual < expected && !actual.is_multiple_of(record) {
         let whole = actual / record;
         return Err(DataError::Truncated {
             at: at(header.header_len + (whole * record) as usize),
@@ -200,7 +200,7 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<u8>> {
 /// Writes images (`count x rows x cols` bytes) as a raw IDX images file.
 pub fn write_images(mut w: impl Write, rows: usize, cols: usize, pixels: &[u8]) -> io::Result<()> {
     let plane = rows * cols;
-    if plane == 0 || pixels.len() % plane != 0 {
+    if plane == 0 || !pixels.len().is_multiple_of(plane) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "pixels are not whole images"));
     }
     let to_u32 = |v: usize| {

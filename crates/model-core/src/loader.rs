@@ -181,11 +181,10 @@ impl SampleSource for CachedSource {
             if lru.entries.contains_key(&index) {
                 return Ok(()); // another thread cached it meanwhile
             }
-            if lru.entries.len() >= self.capacity {
-                if let Some((_, oldest)) = lru.order.pop_first() {
+            if lru.entries.len() >= self.capacity
+                && let Some((_, oldest)) = lru.order.pop_first() {
                     lru.entries.remove(&oldest);
                 }
-            }
             lru.tick += 1;
             let tick = lru.tick;
             lru.entries.insert(index, (tick, out.to_vec()));

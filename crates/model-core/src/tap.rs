@@ -266,6 +266,9 @@ fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
     t.reshape([n])
 }
 
+/// Removes, from one backward pass's gradients, the gradient that reached a layer's output leaf.
+type LeafGrad = Box<dyn Fn(&mut Gradients) -> Option<Tensor<1>>>;
+
 /// One traced layer while the iteration is in flight.
 struct Segment {
     name: String,
@@ -276,7 +279,7 @@ struct Segment {
     /// The output, flattened, still attached to this layer's graph (None without autodiff).
     output: Option<Tensor<1>>,
     /// Removes the gradient that reached this layer's output leaf from a backward pass.
-    leaf_grad: Option<Box<dyn Fn(&mut Gradients) -> Option<Tensor<1>>>>,
+    leaf_grad: Option<LeafGrad>,
     forward_seconds: f64,
     backward_seconds: f64,
     data: Option<PendingStats>,
@@ -406,7 +409,7 @@ impl Tap {
         let (next, output, leaf_grad) = if out.is_tracked() {
             let leaf = out.clone().detach().require_grad();
             let handle = leaf.clone();
-            let grab: Box<dyn Fn(&mut Gradients) -> Option<Tensor<1>>> =
+            let grab: LeafGrad =
                 Box::new(move |grads| handle.grad_remove(grads).map(flat));
             (leaf, Some(flat(out)), Some(grab))
         } else {

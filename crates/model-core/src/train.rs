@@ -530,7 +530,7 @@ impl<M: Classifier> Trainer<M> {
         self.iteration += 1;
 
         if let (Some(every), Some(dir)) = (self.config.checkpoint_every, &self.config.checkpoint_dir)
-            && self.iteration % every == 0
+            && self.iteration.is_multiple_of(every)
         {
             let path = dir.join(format!("{}-iter{}", self.model().name(), self.iteration));
             self.save_checkpoint(&path)?;

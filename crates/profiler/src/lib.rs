@@ -203,7 +203,7 @@ impl Profile {
             } else {
                 Verdict::Pass
             };
-            let threshold = if verdict == Verdict::Pass { config.data_warn_share } else if verdict == Verdict::Warn { config.data_warn_share } else { config.data_fail_share };
+            let threshold = if verdict == Verdict::Fail { config.data_fail_share } else { config.data_warn_share };
             findings.push(Finding {
                 check: "data_layer_share".into(),
                 verdict,
