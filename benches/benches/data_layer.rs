@@ -23,7 +23,12 @@ fn options(strategy: LoadStrategy) -> LoadOptions {
 
 /// Assembles and normalises successive batches of a shuffled epoch, one per iteration, so an
 /// on-demand source reads different samples every time (as in training).
-fn bench_batches(c: &mut Criterion, group: &str, datasets: &[(&str, Dataset)], normalization: Normalization) {
+fn bench_batches(
+    c: &mut Criterion,
+    group: &str,
+    datasets: &[(&str, Dataset)],
+    normalization: Normalization,
+) {
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(BATCH as u64));
     for (name, dataset) in datasets {
@@ -34,7 +39,9 @@ fn bench_batches(c: &mut Criterion, group: &str, datasets: &[(&str, Dataset)], n
             b.iter(|| {
                 let items = &plan[next % plan.len()];
                 next += 1;
-                let batch = batcher.assemble(dataset, items).expect("bundled data reads");
+                let batch = batcher
+                    .assemble(dataset, items)
+                    .expect("bundled data reads");
                 black_box(batcher.normalize(&batch).expect("normalises"))
             })
         });
@@ -50,17 +57,30 @@ fn mnist_strategies(c: &mut Criterion) {
     ];
     let datasets: Vec<(&str, Dataset)> = strategies
         .iter()
-        .map(|&s| (s.name(), bundled::mnist(MnistSplit::Train, &options(s)).expect("bundled MNIST opens")))
+        .map(|&s| {
+            (
+                s.name(),
+                bundled::mnist(MnistSplit::Train, &options(s)).expect("bundled MNIST opens"),
+            )
+        })
         .collect();
     bench_batches(c, "mnist_train_batch64", &datasets, Normalization::mnist());
 }
 
 fn cifar10_jpeg_folder(c: &mut Criterion) {
-    let on_demand = bundled::cifar10_test(&options(LoadStrategy::OnDemandNoCache)).expect("bundled CIFAR-10 opens");
+    let on_demand = bundled::cifar10_test(&options(LoadStrategy::OnDemandNoCache))
+        .expect("bundled CIFAR-10 opens");
     // LoadAll from the same folder: every JPEG decoded once, up front.
-    let all = on_demand.with_strategy(LoadStrategy::LoadAll).expect("decodes");
+    let all = on_demand
+        .with_strategy(LoadStrategy::LoadAll)
+        .expect("decodes");
     let datasets = vec![("load_all", all), ("on_demand_no_cache", on_demand)];
-    bench_batches(c, "cifar10_jpeg_folder_batch64", &datasets, Normalization::cifar10());
+    bench_batches(
+        c,
+        "cifar10_jpeg_folder_batch64",
+        &datasets,
+        Normalization::cifar10(),
+    );
 }
 
 criterion_group! {

@@ -39,7 +39,8 @@ fn bench_training<M: Classifier>(
     for &detail in details {
         let device = Device::flex().autodiff();
         device.seed(1);
-        let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization.clone()).with_tap(detail);
+        let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization.clone())
+            .with_tap(detail);
         let mut trainer = Trainer::new(make(&device), config, &device);
         let mut next = 0usize;
         let name = match detail {
@@ -51,7 +52,9 @@ fn bench_training<M: Classifier>(
             b.iter(|| {
                 let batch = &batches[next % batches.len()];
                 next += 1;
-                let (outcome, _) = trainer.step(batch, 0.0, 0, &mut Unobserved).expect("a finite iteration");
+                let (outcome, _) = trainer
+                    .step(batch, 0.0, 0, &mut Unobserved)
+                    .expect("a finite iteration");
                 black_box(outcome.loss)
             })
         });
@@ -60,7 +63,12 @@ fn bench_training<M: Classifier>(
 }
 
 fn host_batches(dataset: &Dataset, batcher: &Batcher, count: usize) -> Vec<HostBatch> {
-    batcher.plan(dataset.len(), 0).iter().take(count).map(|items| batcher.assemble(dataset, items).expect("reads")).collect()
+    batcher
+        .plan(dataset.len(), 0)
+        .iter()
+        .take(count)
+        .map(|items| batcher.assemble(dataset, items).expect("reads"))
+        .collect()
 }
 
 fn lenet_iteration(c: &mut Criterion) {
@@ -95,9 +103,15 @@ fn alexnet_forward(c: &mut Criterion) {
     let device = Device::flex();
     device.seed(3);
     let model = AlexNet::new(1000, &device);
-    let image = Tensor::<4>::random([1, 3, 224, 224], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let image = Tensor::<4>::random(
+        [1, 3, 224, 224],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let mut g = c.benchmark_group("alexnet_forward_224");
-    g.bench_function("plain", |b| b.iter(|| black_box(model.forward(image.clone()).into_data())));
+    g.bench_function("plain", |b| {
+        b.iter(|| black_box(model.forward(image.clone()).into_data()))
+    });
     g.bench_function("tap_timing", |b| {
         b.iter(|| {
             let mut tap = Tap::new(TapDetail::Timing);

@@ -18,9 +18,15 @@ use model_core::train::{OptimizerChoice, TrainConfig, Trainer, Unobserved};
 use model_core::{Batcher, LoadOptions, Normalization};
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
-    let train = bundled::mnist(MnistSplit::Train, &LoadOptions::default().with_cache(bundled::workspace_cache()))
-        .expect("bundled MNIST");
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
+    let train = bundled::mnist(
+        MnistSplit::Train,
+        &LoadOptions::default().with_cache(bundled::workspace_cache()),
+    )
+    .expect("bundled MNIST");
     let batcher = Batcher::new(64, 42, Normalization::mnist()).drop_last(true);
     let plan = batcher.plan(train.len(), 0);
     // (name, tap detail, tap every k-th iteration, gradient monitor)
@@ -36,24 +42,34 @@ fn main() {
         .map(|&(_, detail, every, _)| {
             let device = Device::flex().autodiff();
             device.seed(1);
-            let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, Normalization::mnist()).with_tap(detail).with_tap_every(every);
+            let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, Normalization::mnist())
+                .with_tap(detail)
+                .with_tap_every(every);
             Trainer::new(LeNet::mnist(&device), config, &device)
         })
         .collect();
-    let mut monitors: Vec<grad_monitor::GradMonitor> =
-        modes.iter().map(|_| grad_monitor::GradMonitor::new(grad_monitor::MonitorConfig::default(), &[])).collect();
+    let mut monitors: Vec<grad_monitor::GradMonitor> = modes
+        .iter()
+        .map(|_| grad_monitor::GradMonitor::new(grad_monitor::MonitorConfig::default(), &[]))
+        .collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let warmup = 20;
     for round in 0..rounds + warmup {
         let started = Instant::now();
-        let batch = batcher.assemble(&train, &plan[round % plan.len()]).expect("reads");
+        let batch = batcher
+            .assemble(&train, &plan[round % plan.len()])
+            .expect("reads");
         let data_seconds = started.elapsed().as_secs_f64();
         for (k, trainer) in trainers.iter_mut().enumerate() {
             let started = Instant::now();
             if modes[k].3 {
-                trainer.step(&batch, data_seconds, 0, &mut monitors[k]).expect("finite");
+                trainer
+                    .step(&batch, data_seconds, 0, &mut monitors[k])
+                    .expect("finite");
             } else {
-                trainer.step(&batch, data_seconds, 0, &mut Unobserved).expect("finite");
+                trainer
+                    .step(&batch, data_seconds, 0, &mut Unobserved)
+                    .expect("finite");
             }
             if round >= warmup {
                 times[k].push(started.elapsed().as_secs_f64() * 1e3);
@@ -62,11 +78,18 @@ fn main() {
     }
     let stats = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v.iter().sum::<f64>() / v.len() as f64, v[v.len() / 10])
+        (
+            v[v.len() / 2],
+            v.iter().sum::<f64>() / v.len() as f64,
+            v[v.len() / 10],
+        )
     };
     let base = stats(&mut times[0].clone());
     println!("LeNet training iteration, batch 64, {rounds} interleaved rounds (ms)");
-    println!("{:<11} {:>8} {:>8} {:>8} {:>10} {:>10}", "mode", "median", "mean", "p10", "x median", "x p10");
+    println!(
+        "{:<11} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "mode", "median", "mean", "p10", "x median", "x p10"
+    );
     for (k, (name, ..)) in modes.iter().enumerate() {
         let (median, mean, p10) = stats(&mut times[k]);
         println!(

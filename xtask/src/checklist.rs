@@ -10,7 +10,10 @@ use model_core::bundled::{self, DatasetChoice, Splits};
 use model_core::models::ModelKind;
 
 use crate::{gradients_step, model, timings_step, weights_step};
-use model_core::{DataError, DeviceChoice, DeviceError, LoadOptions, Normalization, LoadStrategy, Report, RunInfo, Step, StepReport, ToolInfo, Verdict};
+use model_core::{
+    DataError, DeviceChoice, DeviceError, LoadOptions, LoadStrategy, Normalization, Report,
+    RunInfo, Step, StepReport, ToolInfo, Verdict,
+};
 
 /// `println!` that ignores a closed stdout (`cargo xtask checklist | head`) instead of panicking.
 macro_rules! say {
@@ -116,13 +119,41 @@ struct Fault {
 
 /// The faults known so far; each step's issue adds its own.
 const FAULTS: &[Fault] = &[
-    Fault { name: "skip-load", step: Step::Weights, about: "skip-load=LAYER: the load leaves LAYER at its initial values" },
-    Fault { name: "drop-tensors", step: Step::Weights, about: "drop-tensors=LAYER: the file lacks LAYER's tensors" },
-    Fault { name: "key-prefix", step: Step::Weights, about: "key-prefix=PFX: every key in the file carries an extra prefix" },
-    Fault { name: "slow-layer", step: Step::Timings, about: "slow-layer=NAME: NAME's forward spends 200 ms more" },
-    Fault { name: "lr-x100", step: Step::Gradients, about: "the learning rate times 100" },
-    Fault { name: "nan", step: Step::Gradients, about: "nan=LAYER: NaN written into LAYER's weights a third of the way through" },
-    Fault { name: "bias-lr-mult", step: Step::Gradients, about: "bias-lr-mult=LAYER:FACTOR: LAYER's bias learns FACTOR times faster" },
+    Fault {
+        name: "skip-load",
+        step: Step::Weights,
+        about: "skip-load=LAYER: the load leaves LAYER at its initial values",
+    },
+    Fault {
+        name: "drop-tensors",
+        step: Step::Weights,
+        about: "drop-tensors=LAYER: the file lacks LAYER's tensors",
+    },
+    Fault {
+        name: "key-prefix",
+        step: Step::Weights,
+        about: "key-prefix=PFX: every key in the file carries an extra prefix",
+    },
+    Fault {
+        name: "slow-layer",
+        step: Step::Timings,
+        about: "slow-layer=NAME: NAME's forward spends 200 ms more",
+    },
+    Fault {
+        name: "lr-x100",
+        step: Step::Gradients,
+        about: "the learning rate times 100",
+    },
+    Fault {
+        name: "nan",
+        step: Step::Gradients,
+        about: "nan=LAYER: NaN written into LAYER's weights a third of the way through",
+    },
+    Fault {
+        name: "bias-lr-mult",
+        step: Step::Gradients,
+        about: "bias-lr-mult=LAYER:FACTOR: LAYER's bias learns FACTOR times faster",
+    },
 ];
 
 /// How a run ended.
@@ -147,7 +178,10 @@ pub enum RunError {
     #[error(transparent)]
     Device(#[from] DeviceError),
     #[error("{}: cannot write: {source}; the previous report is left as it was", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the checklist.
@@ -158,16 +192,23 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     let strategy = match args.loading {
         Loading::LoadAll => LoadStrategy::LoadAll,
         Loading::OnDemandNoCache => LoadStrategy::OnDemandNoCache,
-        Loading::OnDemandCached => LoadStrategy::OnDemandCached { capacity: args.cache_capacity },
+        Loading::OnDemandCached => LoadStrategy::OnDemandCached {
+            capacity: args.cache_capacity,
+        },
     };
     let options = LoadOptions::new(strategy).with_cache(bundled::workspace_cache());
     let choice: DatasetChoice = args.dataset.parse().unwrap_or(DatasetChoice::Mnist);
     let device = args.device.open()?;
 
-    std::fs::create_dir_all(&args.out).map_err(|source| RunError::Write { path: args.out.clone(), source })?;
+    std::fs::create_dir_all(&args.out).map_err(|source| RunError::Write {
+        path: args.out.clone(),
+        source,
+    })?;
 
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {choice} ({strategy})"));
-    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    );
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
     let load_started = Instant::now();
     let splits = choice.open(&options);
@@ -176,7 +217,9 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     let load_seconds = load_started.elapsed().as_secs_f64();
     print_datasets(&splits, load_seconds);
 
-    let kind = args.model.unwrap_or_else(|| model::default_kind(splits.train.shape()));
+    let kind = args
+        .model
+        .unwrap_or_else(|| model::default_kind(splits.train.shape()));
     let mut run_model = model::build(kind, &splits.train, &device.clone().autodiff(), args.seed)?;
     if let Some(weights) = &args.weights {
         let outcome = run_model.import(weights)?;
@@ -189,10 +232,17 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
         );
     }
     let params = crate::with_model!(&run_model, m => model_core::tap::trainable_param_count(m));
-    say!("model {} ({params} trainable parameters) on {}", run_model.name(), args.device);
+    say!(
+        "model {} ({params} trainable parameters) on {}",
+        run_model.name(),
+        args.device
+    );
 
     let mut report = Report::new(
-        ToolInfo { name: "nn-checklist".into(), version: env!("CARGO_PKG_VERSION").into() },
+        ToolInfo {
+            name: "nn-checklist".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
         RunInfo {
             dataset: choice.to_string(),
             model: Some(run_model.name()),
@@ -213,12 +263,14 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
         NormalizationChoice::Cifar10 => Normalization::cifar10(),
         NormalizationChoice::Imagenet => bundled::resnet20_normalization(),
         NormalizationChoice::Measured => Normalization::measure(&splits.train)?,
-        NormalizationChoice::Auto => match (&choice, splits.train.shape().channels, &args.weights) {
-            (DatasetChoice::Mnist, _, _) => Normalization::mnist(),
-            (DatasetChoice::Cifar10, _, Some(_)) => bundled::resnet20_normalization(),
-            (DatasetChoice::Cifar10, _, None) => Normalization::cifar10(),
-            _ => Normalization::measure(&splits.train)?,
-        },
+        NormalizationChoice::Auto => {
+            match (&choice, splits.train.shape().channels, &args.weights) {
+                (DatasetChoice::Mnist, _, _) => Normalization::mnist(),
+                (DatasetChoice::Cifar10, _, Some(_)) => bundled::resnet20_normalization(),
+                (DatasetChoice::Cifar10, _, None) => Normalization::cifar10(),
+                _ => Normalization::measure(&splits.train)?,
+            }
+        }
     };
     let eval = match &splits.held_out {
         Some(held_out) => held_out.clone(),
@@ -248,9 +300,14 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     }
     report.run.seconds = started.elapsed().as_secs_f64();
     let path = args.out.join("report.json");
-    report.write(&path).map_err(|source| RunError::Write { path: path.clone(), source })?;
+    report.write(&path).map_err(|source| RunError::Write {
+        path: path.clone(),
+        source,
+    })?;
     print_summary(&report, &path);
-    Ok(Outcome { verdict: report.verdict })
+    Ok(Outcome {
+        verdict: report.verdict,
+    })
 }
 
 /// What every step gets from the frame.
@@ -285,7 +342,13 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
                 &cx.args.out,
                 &faults,
             )?;
-            weights_step::run(&prepared, Some(cx.eval), cx.normalization, &cx.device, &cx.args.out)
+            weights_step::run(
+                &prepared,
+                Some(cx.eval),
+                cx.normalization,
+                &cx.device,
+                &cx.args.out,
+            )
         }
         Step::Timings => timings_step::run(
             cx.run_model,
@@ -316,7 +379,9 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
 }
 
 fn choose_steps(requested: Option<&[Step]>) -> Result<Vec<Step>, RunError> {
-    let Some(requested) = requested else { return Ok(BUILT_STEPS.to_vec()) };
+    let Some(requested) = requested else {
+        return Ok(BUILT_STEPS.to_vec());
+    };
     let mut steps = requested.to_vec();
     steps.sort();
     steps.dedup();
@@ -325,7 +390,11 @@ fn choose_steps(requested: Option<&[Step]>) -> Result<Vec<Step>, RunError> {
         return Err(RunError::Usage(format!(
             "step `{missing}` ({}) is not built yet; built steps: {}",
             missing.title(),
-            if built.is_empty() { "none yet".to_string() } else { built.join(", ") }
+            if built.is_empty() {
+                "none yet".to_string()
+            } else {
+                built.join(", ")
+            }
         )));
     }
     Ok(steps)
@@ -335,11 +404,17 @@ fn check_faults(inject: &[String]) -> Result<Vec<String>, RunError> {
     for spec in inject {
         let name = spec.split_once('=').map_or(spec.as_str(), |(n, _)| n);
         if !FAULTS.iter().any(|f| f.name == name) {
-            let known: Vec<String> =
-                FAULTS.iter().map(|f| format!("{} ({}: {})", f.name, f.step, f.about)).collect();
+            let known: Vec<String> = FAULTS
+                .iter()
+                .map(|f| format!("{} ({}: {})", f.name, f.step, f.about))
+                .collect();
             return Err(RunError::Usage(format!(
                 "unknown fault `{name}` for --inject; known faults: {}",
-                if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
     }
@@ -350,9 +425,19 @@ fn print_datasets(splits: &Splits, seconds: f64) {
     let all = std::iter::once(&splits.train).chain(splits.held_out.as_ref());
     for d in all {
         let s = d.summary();
-        say!("{}: {} samples of {}, {} classes", s.name, s.samples, s.shape, s.class_names.len());
-        let counts: Vec<String> =
-            s.class_names.iter().zip(&s.label_counts).map(|(c, n)| format!("{c} {n}")).collect();
+        say!(
+            "{}: {} samples of {}, {} classes",
+            s.name,
+            s.samples,
+            s.shape,
+            s.class_names.len()
+        );
+        let counts: Vec<String> = s
+            .class_names
+            .iter()
+            .zip(&s.label_counts)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         say!("  per label: {}", counts.join(", "));
         say!("  source: {}", s.source);
     }
@@ -363,7 +448,11 @@ fn print_summary(report: &Report, path: &std::path::Path) {
     say!("");
     say!("{:<10} {:<8} reason", "step", "verdict");
     if report.steps.is_empty() {
-        say!("{:<10} {:<8} no step is built yet; the data loaded", "-", "-");
+        say!(
+            "{:<10} {:<8} no step is built yet; the data loaded",
+            "-",
+            "-"
+        );
     }
     for step in &report.steps {
         let reason = step
@@ -373,9 +462,18 @@ fn print_summary(report: &Report, path: &std::path::Path) {
             .max_by_key(|f| f.verdict)
             .map(|f| f.message.clone())
             .unwrap_or_else(|| "no findings".into());
-        say!("{:<10} {:<8} {reason}", step.step.as_str(), step.verdict.as_str());
+        say!(
+            "{:<10} {:<8} {reason}",
+            step.step.as_str(),
+            step.verdict.as_str()
+        );
     }
-    say!("verdict: {} ({} s); report: {}", report.verdict, format_args!("{:.1}", report.run.seconds), path.display());
+    say!(
+        "verdict: {} ({} s); report: {}",
+        report.verdict,
+        format_args!("{:.1}", report.run.seconds),
+        path.display()
+    );
 }
 
 #[cfg(test)]

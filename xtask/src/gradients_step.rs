@@ -7,7 +7,9 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use grad_monitor::{GradMonitor, MonitorConfig, step_report};
 use model_core::tap::TapDetail;
-use model_core::train::{Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer};
+use model_core::train::{
+    Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer,
+};
 use model_core::{Dataset, Normalization, StepReport};
 
 use crate::checklist::RunError;
@@ -29,19 +31,37 @@ impl Faults {
     pub fn from_injected(injected: &[String]) -> Result<Faults, RunError> {
         let mut faults = Faults::default();
         for spec in injected {
-            let (name, value) = spec.split_once('=').map_or((spec.as_str(), None), |(n, v)| (n, Some(v)));
+            let (name, value) = spec
+                .split_once('=')
+                .map_or((spec.as_str(), None), |(n, v)| (n, Some(v)));
             match (name, value) {
                 ("lr-x100", _) => faults.lr_x100 = true,
                 ("nan", Some(layer)) if !layer.is_empty() => faults.nan = Some(layer.to_string()),
-                ("nan", _) => return Err(RunError::Usage("--inject nan needs a layer: nan=LAYER".into())),
+                ("nan", _) => {
+                    return Err(RunError::Usage(
+                        "--inject nan needs a layer: nan=LAYER".into(),
+                    ));
+                }
                 ("bias-lr-mult", Some(v)) => {
-                    let parsed = v.split_once(':').and_then(|(l, f)| Some((l.to_string(), f.parse::<f64>().ok()?)));
+                    let parsed = v
+                        .split_once(':')
+                        .and_then(|(l, f)| Some((l.to_string(), f.parse::<f64>().ok()?)));
                     match parsed {
-                        Some((layer, factor)) if !layer.is_empty() && factor.is_finite() => faults.bias_lr_mult = Some((layer, factor)),
-                        _ => return Err(RunError::Usage(format!("--inject bias-lr-mult={v}: expected LAYER:FACTOR"))),
+                        Some((layer, factor)) if !layer.is_empty() && factor.is_finite() => {
+                            faults.bias_lr_mult = Some((layer, factor))
+                        }
+                        _ => {
+                            return Err(RunError::Usage(format!(
+                                "--inject bias-lr-mult={v}: expected LAYER:FACTOR"
+                            )));
+                        }
                     }
                 }
-                ("bias-lr-mult", None) => return Err(RunError::Usage("--inject bias-lr-mult needs LAYER:FACTOR".into())),
+                ("bias-lr-mult", None) => {
+                    return Err(RunError::Usage(
+                        "--inject bias-lr-mult needs LAYER:FACTOR".into(),
+                    ));
+                }
                 _ => {}
             }
         }
@@ -71,11 +91,16 @@ impl ModuleMapper for PlantNan {
         let id = p.id;
         let value = p.val();
         let autodiff = value.is_autodiff();
-        let Ok(mut values) = value.inner().try_into_vec_as::<f32>() else { return p };
+        let Ok(mut values) = value.inner().try_into_vec_as::<f32>() else {
+            return p;
+        };
         if let Some(v) = values.first_mut() {
             *v = f32::NAN;
         }
-        let fresh = Tensor::<D>::from_data(TensorData::new(values, p.lazy_shape()), &p.lazy_device().inner());
+        let fresh = Tensor::<D>::from_data(
+            TensorData::new(values, p.lazy_shape()),
+            &p.lazy_device().inner(),
+        );
         self.planted += 1;
         p.transform_for_load(if autodiff { fresh.autodiff() } else { fresh }, id)
     }
@@ -90,7 +115,8 @@ struct Watch<'a> {
 impl<M> TrainHook<M> for Watch<'_> {
     fn on_iteration(&mut self, report: &IterationReport<'_, M>) -> Control {
         if let Some(trace) = report.trace {
-            self.monitor.observe(self.iteration, report.loss, report.lr, trace);
+            self.monitor
+                .observe(self.iteration, report.loss, report.lr, trace);
         }
         Control::Continue
     }
@@ -141,13 +167,18 @@ pub fn run(
     });
     let mut report = step_report(&monitor);
     let dir = out.join("gradients");
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+        path: dir.clone(),
+        source,
+    })?;
     let path = dir.join("iterations.json");
     let text = serde_json::to_string(&monitor.samples).expect("serialisable");
-    model_core::write_atomic(&path, text.as_bytes()).map_err(|source| RunError::Write { path, source })?;
+    model_core::write_atomic(&path, text.as_bytes())
+        .map_err(|source| RunError::Write { path, source })?;
     report.artifacts.push("gradients/iterations.json".into());
     let path = dir.join("ranges.svg");
-    model_core::write_atomic(&path, grad_monitor::range_plots_svg(&monitor).as_bytes()).map_err(|source| RunError::Write { path, source })?;
+    model_core::write_atomic(&path, grad_monitor::range_plots_svg(&monitor).as_bytes())
+        .map_err(|source| RunError::Write { path, source })?;
     report.artifacts.push("gradients/ranges.svg".into());
     // The per-iteration table lives in the artifact; keep the report's details to the last one.
     report.details = serde_json::json!({ "last_iteration": monitor.samples.last() });

@@ -9,7 +9,9 @@ use model_core::bundled::DatasetChoice;
 use model_core::tap::TapDetail;
 use model_core::train::{OptimizerChoice, TrainConfig, Trainer};
 use model_core::{Batcher, Dataset, LoadOptions, LoadStrategy, Normalization, StepReport};
-use profiler::{ProfileConfig, bar_chart_svg, chrome_trace, compare_strategies, profile, step_report};
+use profiler::{
+    ProfileConfig, bar_chart_svg, chrome_trace, compare_strategies, profile, step_report,
+};
 
 use crate::checklist::RunError;
 use crate::model::RunModel;
@@ -24,7 +26,9 @@ pub fn slow_layer(injected: &[String]) -> Result<Option<String>, RunError> {
         if let Some(rest) = spec.strip_prefix("slow-layer") {
             return match rest.strip_prefix('=').filter(|v| !v.is_empty()) {
                 Some(layer) => Ok(Some(layer.to_string())),
-                None => Err(RunError::Usage("--inject slow-layer needs a layer: slow-layer=NAME".into())),
+                None => Err(RunError::Usage(
+                    "--inject slow-layer needs a layer: slow-layer=NAME".into(),
+                )),
             };
         }
     }
@@ -44,10 +48,15 @@ pub fn run(
     injected: &[String],
     out: &Path,
 ) -> Result<StepReport, RunError> {
-    let config = ProfileConfig { warmup: 3, iterations: iterations.clamp(1, 30), ..ProfileConfig::default() };
+    let config = ProfileConfig {
+        warmup: 3,
+        iterations: iterations.clamp(1, 30),
+        ..ProfileConfig::default()
+    };
     let slow = slow_layer(injected)?;
-    let mut train_config =
-        TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization.clone()).with_seed(seed).with_tap(TapDetail::Timing);
+    let mut train_config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization.clone())
+        .with_seed(seed)
+        .with_tap(TapDetail::Timing);
     if let Some(layer) = &slow {
         train_config = train_config.with_planted_delay(layer.clone(), SLOW_LAYER_SECONDS);
     }
@@ -59,11 +68,16 @@ pub fn run(
         && !profiled.layers.iter().any(|l| &l.name == layer)
     {
         let names: Vec<&str> = profiled.layers.iter().map(|l| l.name.as_str()).collect();
-        return Err(RunError::Usage(format!("--inject slow-layer={layer}: no such layer; the model's layers: {}", names.join(", "))));
+        return Err(RunError::Usage(format!(
+            "--inject slow-layer={layer}: no such layer; the model's layers: {}",
+            names.join(", ")
+        )));
     }
 
     // The loading strategies, on the run's own dataset read from disk.
-    let on_demand = choice.open(&LoadOptions::new(LoadStrategy::OnDemandNoCache).with_cache(cache.cache.clone()))?.train;
+    let on_demand = choice
+        .open(&LoadOptions::new(LoadStrategy::OnDemandNoCache).with_cache(cache.cache.clone()))?
+        .train;
     let on_demand = match on_demand.len() > train.len() {
         true => on_demand.stratified_subset(train.len(), seed)?,
         false => on_demand,
@@ -73,16 +87,25 @@ pub fn run(
 
     let mut report = step_report(&profiled, Some(&comparison), &config);
     if let Some(layer) = &slow {
-        report.details["planted_slow_layer"] = serde_json::json!({ "layer": layer, "extra_forward_seconds": SLOW_LAYER_SECONDS });
+        report.details["planted_slow_layer"] =
+            serde_json::json!({ "layer": layer, "extra_forward_seconds": SLOW_LAYER_SECONDS });
     }
     let dir = out.join("timings");
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+        path: dir.clone(),
+        source,
+    })?;
     let write = |rel: &str, bytes: &[u8]| -> Result<(), RunError> {
         let path = out.join(rel);
         model_core::write_atomic(&path, bytes).map_err(|source| RunError::Write { path, source })
     };
     write("timings/layers.svg", bar_chart_svg(&profiled).as_bytes())?;
-    write("timings/trace.json", serde_json::to_string(&chrome_trace(&records)).expect("serialisable").as_bytes())?;
+    write(
+        "timings/trace.json",
+        serde_json::to_string(&chrome_trace(&records))
+            .expect("serialisable")
+            .as_bytes(),
+    )?;
     report.artifacts.push("timings/layers.svg".into());
     report.artifacts.push("timings/trace.json".into());
     Ok(report)

@@ -78,13 +78,21 @@ pub fn run(args: &Args) -> Result<u8, RunError> {
         "off" => TapDetail::Off,
         "timing" => TapDetail::Timing,
         "full" => TapDetail::Full,
-        other => return Err(RunError::Usage(format!("--tap {other}: expected off, timing or full"))),
+        other => {
+            return Err(RunError::Usage(format!(
+                "--tap {other}: expected off, timing or full"
+            )));
+        }
     };
     let optimizer = match args.optimizer.as_str() {
         "sgd" => OptimizerChoice::sgd(args.momentum),
         "adam" => OptimizerChoice::adam(),
         "rmsprop" => OptimizerChoice::rms_prop(),
-        other => return Err(RunError::Usage(format!("--optimizer {other}: expected sgd, adam or rmsprop"))),
+        other => {
+            return Err(RunError::Usage(format!(
+                "--optimizer {other}: expected sgd, adam or rmsprop"
+            )));
+        }
     };
     let device = args.device.open()?.autodiff();
     let options = LoadOptions::default().with_cache(bundled::workspace_cache());
@@ -107,14 +115,20 @@ pub fn run(args: &Args) -> Result<u8, RunError> {
         DatasetChoice::Cifar10 => Normalization::cifar10(),
         DatasetChoice::Path(_) => Normalization::measure(&train)?,
     };
-    let kind = args.model.unwrap_or_else(|| model::default_kind(train.shape()));
+    let kind = args
+        .model
+        .unwrap_or_else(|| model::default_kind(train.shape()));
     let run_model = model::build(kind, &train, &device, args.seed)?;
     let config = TrainConfig::new(optimizer, args.lr, normalization)
         .with_batch_size(args.batch_size)
         .with_seed(args.seed)
         .with_tap(tap)
         .with_progress(true);
-    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
     let summary = crate::with_model!(run_model, m => {
         let mut trainer = Trainer::new(m, config, &device);
         let iterations = args.iterations.unwrap_or(args.epochs * trainer.iterations_per_epoch(&train));
@@ -163,12 +177,18 @@ pub fn run(args: &Args) -> Result<u8, RunError> {
     );
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&summary).expect("serialisable");
-        model_core::write_atomic(path, text.as_bytes()).map_err(|source| RunError::Write { path: path.clone(), source })?;
+        model_core::write_atomic(path, text.as_bytes()).map_err(|source| RunError::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     if let Some(min) = args.min_accuracy
         && summary.held_out_accuracy < min
     {
-        eprintln!("held-out accuracy {:.4} is below --min-accuracy {min}", summary.held_out_accuracy);
+        eprintln!(
+            "held-out accuracy {:.4} is below --min-accuracy {min}",
+            summary.held_out_accuracy
+        );
         return Ok(1);
     }
     Ok(0)

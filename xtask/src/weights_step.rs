@@ -16,7 +16,9 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use model_core::models::{PytorchImport, import_pytorch};
 use model_core::train::{OptimizerChoice, TrainConfig, Trainer, Unobserved, evaluate};
 use model_core::{Batcher, Dataset, Normalization, StepReport};
-use weight_check::{WeightFormat, Weights, prove, read_file, read_model, restore_layer, step_report};
+use weight_check::{
+    WeightFormat, Weights, prove, read_file, read_model, restore_layer, step_report,
+};
 
 use crate::checklist::RunError;
 use crate::model::{self, RunModel};
@@ -37,7 +39,9 @@ impl Faults {
     pub fn from_injected(injected: &[String]) -> Result<Faults, RunError> {
         let mut faults = Faults::default();
         for spec in injected {
-            let (name, value) = spec.split_once('=').map_or((spec.as_str(), None), |(n, v)| (n, Some(v.to_string())));
+            let (name, value) = spec
+                .split_once('=')
+                .map_or((spec.as_str(), None), |(n, v)| (n, Some(v.to_string())));
             let slot = match name {
                 "skip-load" => &mut faults.skip_load,
                 "drop-tensors" => &mut faults.drop_tensors,
@@ -46,7 +50,11 @@ impl Faults {
             };
             match value.filter(|v| !v.is_empty()) {
                 Some(v) => *slot = Some(v),
-                None => return Err(RunError::Usage(format!("--inject {name} needs a value: {name}=VALUE"))),
+                None => {
+                    return Err(RunError::Usage(format!(
+                        "--inject {name} needs a value: {name}=VALUE"
+                    )));
+                }
             }
         }
         Ok(faults)
@@ -85,7 +93,10 @@ pub fn prepare(
 ) -> Result<Prepared, RunError> {
     let (file_path, format, student_seed) = match weights {
         Some(path) => {
-            let format = if path.extension().is_some_and(|e| e == "bpk" || e == "safetensors") {
+            let format = if path
+                .extension()
+                .is_some_and(|e| e == "bpk" || e == "safetensors")
+            {
                 WeightFormat::for_path(path, PytorchImport::plain())
             } else {
                 // A DataParallel checkpoint, or a plain state dict.
@@ -100,7 +111,10 @@ pub fn prepare(
         None => {
             // Train the run's model briefly and save it: the file to import.
             let dir = out.join("weights");
-            std::fs::create_dir_all(&dir).map_err(|source| RunError::Write { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+                path: dir.clone(),
+                source,
+            })?;
             let path = dir.join("trained.bpk");
             // Saved beside the final name and renamed into place: a failed save leaves the
             // previous run's file as it was.
@@ -121,7 +135,11 @@ pub fn prepare(
         }
     };
     let fresh = model::build(kind, train, device, student_seed)?;
-    let mut loaded = if weights.is_some() { run_model.clone() } else { fresh.clone() };
+    let mut loaded = if weights.is_some() {
+        run_model.clone()
+    } else {
+        fresh.clone()
+    };
     if weights.is_none() || faults.key_prefix.is_some() {
         // The run's model already holds the file (an ordinary `--weights` import): only the
         // round trip, or a load under a prefix, loads here. A prefixed load starts fresh.
@@ -136,18 +154,22 @@ pub fn prepare(
                     None => import.key_remapping.push(("^".into(), prefix.clone())),
                 }
                 let import = import.clone().allow_partial(true);
-                with_model!(&mut loaded, m => import_pytorch(m, &file_path, &import)).map_err(|e| RunError::Usage(e.to_string()))?;
+                with_model!(&mut loaded, m => import_pytorch(m, &file_path, &import))
+                    .map_err(|e| RunError::Usage(e.to_string()))?;
             }
-            read_file(&file_path, &WeightFormat::Pytorch(import)).map_err(|e| RunError::Usage(e.to_string()))?
+            read_file(&file_path, &WeightFormat::Pytorch(import))
+                .map_err(|e| RunError::Usage(e.to_string()))?
         }
         WeightFormat::Safetensors(import) => {
             let mut import = import.clone();
             if let Some(prefix) = &faults.key_prefix {
                 import.key_remapping.push(("^".into(), prefix.clone()));
                 let format = WeightFormat::Safetensors(import.clone());
-                with_model!(&mut loaded, m => format.load_into(m, &file_path)).map_err(|e| RunError::Usage(e.to_string()))?;
+                with_model!(&mut loaded, m => format.load_into(m, &file_path))
+                    .map_err(|e| RunError::Usage(e.to_string()))?;
             }
-            read_file(&file_path, &WeightFormat::Safetensors(import)).map_err(|e| RunError::Usage(e.to_string()))?
+            read_file(&file_path, &WeightFormat::Safetensors(import))
+                .map_err(|e| RunError::Usage(e.to_string()))?
         }
         WeightFormat::Burnpack => {
             let mut store = BurnpackStore::from_file(&file_path).allow_partial(true);
@@ -155,11 +177,16 @@ pub fn prepare(
                 store = store.with_remap_pattern("^", prefix.clone());
             }
             if weights.is_none() || faults.key_prefix.is_some() {
-                with_model!(&mut loaded, m => m.load_from(&mut store).map(|_| ())).map_err(|e| RunError::Usage(format!("{}: {e:?}", file_path.display())))?;
+                with_model!(&mut loaded, m => m.load_from(&mut store).map(|_| ()))
+                    .map_err(|e| RunError::Usage(format!("{}: {e:?}", file_path.display())))?;
             }
-            let mut file = read_file(&file_path, &WeightFormat::Burnpack).map_err(|e| RunError::Usage(e.to_string()))?;
+            let mut file = read_file(&file_path, &WeightFormat::Burnpack)
+                .map_err(|e| RunError::Usage(e.to_string()))?;
             if let Some(prefix) = &faults.key_prefix {
-                file = file.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
+                file = file
+                    .into_iter()
+                    .map(|(k, v)| (format!("{prefix}{k}"), v))
+                    .collect();
             }
             file
         }
@@ -176,7 +203,13 @@ pub fn prepare(
     if let Some(layer) = &faults.drop_tensors {
         file.retain(|name, _| !name.starts_with(&format!("{layer}.")));
     }
-    Ok(Prepared { file_path, format, file, fresh, loaded })
+    Ok(Prepared {
+        file_path,
+        format,
+        file,
+        fresh,
+        loaded,
+    })
 }
 
 /// Proves the import, evaluates the loaded model and draws its first convolution.
@@ -203,29 +236,53 @@ pub fn run(
     let mut report = step_report(&proof, accuracy);
     // How far each tensor moved from the model's initial values: a layer that did not move at
     // all stands out (0).
-    report.details["relative_change_from_init"] = serde_json::json!(weight_check::relative_change(&fresh_view, &model_view));
+    report.details["relative_change_from_init"] =
+        serde_json::json!(weight_check::relative_change(&fresh_view, &model_view));
     report.details["file"] = serde_json::json!(prepared.file_path.display().to_string());
     report.details["model"] = serde_json::json!(prepared.loaded.name());
     if let Some(dataset) = eval {
-        report.details["accuracy_on"] = serde_json::json!({ "dataset": dataset.name(), "images": dataset.len() });
+        report.details["accuracy_on"] =
+            serde_json::json!({ "dataset": dataset.name(), "images": dataset.len() });
     }
 
     // Pictures: the first convolution's filters, and the last inner product as a heat map.
     let dir = out.join("weights");
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+        path: dir.clone(),
+        source,
+    })?;
     // The first two convolutions: the first as RGB (or grey) tiles, the next as per-channel tiles.
-    for (name, w) in model_view.iter().filter(|(n, w)| n.ends_with(".weight") && w.shape.len() == 4).take(2) {
+    for (name, w) in model_view
+        .iter()
+        .filter(|(n, w)| n.ends_with(".weight") && w.shape.len() == 4)
+        .take(2)
+    {
         let shape = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
         let scale = (96 / shape[3].max(1)).clamp(2, 12) as u32;
         let img = weight_check::conv_filter_grid(&w.values, shape, scale, 8);
-        let rel = format!("weights/{}_filters.png", name.trim_end_matches(".weight").replace('.', "_"));
+        let rel = format!(
+            "weights/{}_filters.png",
+            name.trim_end_matches(".weight").replace('.', "_")
+        );
         save_png(&img, &out.join(&rel))?;
         report.artifacts.push(rel);
     }
-    if let Some((name, w)) = model_view.iter().rev().find(|(n, w)| n.ends_with(".weight") && w.shape.len() == 2) {
+    if let Some((name, w)) = model_view
+        .iter()
+        .rev()
+        .find(|(n, w)| n.ends_with(".weight") && w.shape.len() == 2)
+    {
         let img = weight_check::heat_map(&w.values, w.shape[0], w.shape[1], 512);
-        let img = image::imageops::resize(&img, (img.width() * 4).min(1024), (img.height() * 16).min(512), image::imageops::FilterType::Nearest);
-        let rel = format!("weights/{}_heatmap.png", name.trim_end_matches(".weight").replace('.', "_"));
+        let img = image::imageops::resize(
+            &img,
+            (img.width() * 4).min(1024),
+            (img.height() * 16).min(512),
+            image::imageops::FilterType::Nearest,
+        );
+        let rel = format!(
+            "weights/{}_heatmap.png",
+            name.trim_end_matches(".weight").replace('.', "_")
+        );
         save_png(&img, &out.join(&rel))?;
         report.artifacts.push(rel);
     }
@@ -234,7 +291,16 @@ pub fn run(
 
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), RunError> {
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| RunError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
-    model_core::write_atomic(path, &bytes).map_err(|source| RunError::Write { path: path.to_path_buf(), source })
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| RunError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    model_core::write_atomic(path, &bytes).map_err(|source| RunError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }

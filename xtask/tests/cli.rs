@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -16,7 +19,10 @@ fn assert_usage_error(o: &Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert!(err.contains(needle), "`{needle}` not in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -28,14 +34,23 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("mnist-train: 60000 samples"), "{stdout}");
     assert!(stdout.contains("verdict: pass"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["run"]["dataset"], "mnist");
     assert_eq!(report["run"]["seed"], 42);
     assert_eq!(report["verdict"], "pass");
-    let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
     assert_eq!(steps, ["weights", "timings", "gradients"]);
-    assert_eq!(report["datasets"][0]["label_counts"], serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]));
+    assert_eq!(
+        report["datasets"][0]["label_counts"],
+        serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    );
     assert_eq!(report["datasets"][1]["samples"], 10_000);
 }
 
@@ -48,21 +63,44 @@ fn a_malformed_dataset_file_exits_2_naming_the_file() {
     let mut images = std::fs::read(real.join("t10k-images-idx3-ubyte.gz")).unwrap();
     images.truncate(images.len() / 2);
     std::fs::write(data.join("train-images-idx3-ubyte.gz"), images).unwrap();
-    std::fs::copy(real.join("t10k-labels-idx1-ubyte.gz"), data.join("train-labels-idx1-ubyte.gz")).unwrap();
-    let o = xtask(&["checklist", "--dataset", data.to_str().unwrap(), "--out", dir.path().join("r").to_str().unwrap()]);
+    std::fs::copy(
+        real.join("t10k-labels-idx1-ubyte.gz"),
+        data.join("train-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let o = xtask(&[
+        "checklist",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("r").to_str().unwrap(),
+    ]);
     assert_usage_error(&o, "train-images-idx3-ubyte.gz");
-    assert_eq!(stderr(&o).trim().lines().count(), 1, "one line: {}", stderr(&o));
+    assert_eq!(
+        stderr(&o).trim().lines().count(),
+        1,
+        "one line: {}",
+        stderr(&o)
+    );
 
     // A header that disagrees with the data: the offset is named.
     let mut raw = Vec::new();
     use std::io::Read;
-    flate2::read::GzDecoder::new(std::fs::File::open(real.join("t10k-images-idx3-ubyte.gz")).unwrap())
-        .read_to_end(&mut raw)
-        .unwrap();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(real.join("t10k-images-idx3-ubyte.gz")).unwrap(),
+    )
+    .read_to_end(&mut raw)
+    .unwrap();
     raw[0] = 7;
     std::fs::remove_file(data.join("train-images-idx3-ubyte.gz")).unwrap();
     std::fs::write(data.join("train-images-idx3-ubyte"), raw).unwrap();
-    let o = xtask(&["checklist", "--dataset", data.to_str().unwrap(), "--out", dir.path().join("r").to_str().unwrap()]);
+    let o = xtask(&[
+        "checklist",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("r").to_str().unwrap(),
+    ]);
     assert_usage_error(&o, "train-images-idx3-ubyte: byte 0");
 }
 
@@ -74,13 +112,22 @@ fn a_missing_dataset_path_exits_2() {
 
 #[test]
 fn unknown_or_unbuilt_steps_exit_2() {
-    assert_usage_error(&xtask(&["checklist", "--steps", "data,bogus"]), "unknown step `bogus`");
-    assert_usage_error(&xtask(&["checklist", "--steps", "gradients,data"]), "step `data`");
+    assert_usage_error(
+        &xtask(&["checklist", "--steps", "data,bogus"]),
+        "unknown step `bogus`",
+    );
+    assert_usage_error(
+        &xtask(&["checklist", "--steps", "gradients,data"]),
+        "step `data`",
+    );
 }
 
 #[test]
 fn an_unknown_fault_exits_2() {
-    assert_usage_error(&xtask(&["checklist", "--inject", "no_such_fault=3"]), "unknown fault `no_such_fault`");
+    assert_usage_error(
+        &xtask(&["checklist", "--inject", "no_such_fault=3"]),
+        "unknown fault `no_such_fault`",
+    );
 }
 
 /// Every file under `dir`, relative path to bytes.
@@ -93,7 +140,10 @@ fn files_under(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -104,7 +154,15 @@ fn files_under(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec
 fn a_run_that_cannot_write_leaves_the_previous_report_intact() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--seed", "1", "--iterations", "3"]);
+    let o = xtask(&[
+        "checklist",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "1",
+        "--iterations",
+        "3",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let before = files_under(&out);
     assert!(before.contains_key(Path::new("report.json")));
@@ -123,18 +181,31 @@ fn a_run_that_cannot_write_leaves_the_previous_report_intact() {
     // An output path that is a file, not a folder.
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
-    assert_usage_error(&xtask(&["checklist", "--out", file.to_str().unwrap()]), "a-file");
+    assert_usage_error(
+        &xtask(&["checklist", "--out", file.to_str().unwrap()]),
+        "a-file",
+    );
 }
 
 #[test]
 fn the_model_follows_the_dataset_and_the_report_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--iterations", "7"]);
+    let o = xtask(&[
+        "checklist",
+        "--out",
+        out.to_str().unwrap(),
+        "--iterations",
+        "7",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("model lenet (431080 trainable parameters) on flex"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(
+        stdout.contains("model lenet (431080 trainable parameters) on flex"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["run"]["model"], "lenet");
     assert_eq!(report["run"]["device"], "flex");
     assert_eq!(report["run"]["iterations"], 7);
@@ -143,7 +214,8 @@ fn the_model_follows_the_dataset_and_the_report_names_it() {
 #[test]
 fn real_pytorch_weights_import_into_resnet20() {
     let dir = tempfile::tempdir().unwrap();
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
     let o = xtask(&[
         "checklist",
         "--out",
@@ -159,8 +231,14 @@ fn real_pytorch_weights_import_into_resnet20() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("97 tensors applied, 0 missing, 0 unused"), "{stdout}");
-    assert!(stdout.contains("model resnet20 (269722 trainable parameters)"), "{stdout}");
+    assert!(
+        stdout.contains("97 tensors applied, 0 missing, 0 unused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("model resnet20 (269722 trainable parameters)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -168,18 +246,46 @@ fn models_devices_and_weights_that_do_not_fit_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     let out = out.to_str().unwrap();
-    assert_usage_error(&xtask(&["checklist", "--out", out, "--model", "alexnet"]), "AlexNet takes 3x224x224");
-    assert_usage_error(&xtask(&["checklist", "--out", out, "--model", "vgg16"]), "unknown model `vgg16`");
-    assert_usage_error(&xtask(&["checklist", "--out", out, "--device", "tpu"]), "unknown device `tpu`");
-    assert_usage_error(&xtask(&["checklist", "--out", out, "--iterations", "0"]), "--iterations");
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
+    assert_usage_error(
+        &xtask(&["checklist", "--out", out, "--model", "alexnet"]),
+        "AlexNet takes 3x224x224",
+    );
+    assert_usage_error(
+        &xtask(&["checklist", "--out", out, "--model", "vgg16"]),
+        "unknown model `vgg16`",
+    );
+    assert_usage_error(
+        &xtask(&["checklist", "--out", out, "--device", "tpu"]),
+        "unknown device `tpu`",
+    );
+    assert_usage_error(
+        &xtask(&["checklist", "--out", out, "--iterations", "0"]),
+        "--iterations",
+    );
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
     // ResNet-20's weights do not fit LeNet.
-    assert_usage_error(&xtask(&["checklist", "--out", out, "--weights", weights.to_str().unwrap()]), "resnet20-12fca82f.th");
-    assert_usage_error(&xtask(&["checklist", "--out", out, "--weights", "nowhere.pt"]), "nowhere.pt");
+    assert_usage_error(
+        &xtask(&[
+            "checklist",
+            "--out",
+            out,
+            "--weights",
+            weights.to_str().unwrap(),
+        ]),
+        "resnet20-12fca82f.th",
+    );
+    assert_usage_error(
+        &xtask(&["checklist", "--out", out, "--weights", "nowhere.pt"]),
+        "nowhere.pt",
+    );
     for device in ["wgpu", "vulkan", "cuda"] {
         // Built without the feature (the default test build), the device is refused by name.
         if !cfg!(feature = "wgpu") {
-            assert_usage_error(&xtask(&["checklist", "--out", out, "--device", device]), &format!("--features {device}"));
+            assert_usage_error(
+                &xtask(&["checklist", "--out", out, "--device", device]),
+                &format!("--features {device}"),
+            );
         }
     }
 }
@@ -192,7 +298,8 @@ fn report_of(out: &Path) -> serde_json::Value {
 fn the_weights_step_proves_the_real_resnet20_import() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/weights/resnet20-12fca82f.th");
     let o = xtask(&[
         "checklist",
         "--steps",
@@ -227,8 +334,16 @@ fn the_weights_step_proves_the_real_resnet20_import() {
     // PyTorch measured 81.03% on the 10,000 JPEGs; a 1,000-image stratified sample lands near it.
     let accuracy = m["accuracy"].as_f64().unwrap();
     assert!((accuracy - 0.8103).abs() < 0.03, "accuracy {accuracy}");
-    let artifacts: Vec<&str> = step["artifacts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert!(artifacts.contains(&"weights/conv1_filters.png"), "{artifacts:?}");
+    let artifacts: Vec<&str> = step["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        artifacts.contains(&"weights/conv1_filters.png"),
+        "{artifacts:?}"
+    );
     for a in artifacts {
         assert!(out.join(a).is_file(), "{a}");
     }
@@ -243,7 +358,17 @@ fn each_weights_fault_fails_the_step_naming_the_layer() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r");
-        let o = xtask(&["checklist", "--steps", "weights", "--iterations", "5", "--inject", fault, "--out", out.to_str().unwrap()]);
+        let o = xtask(&[
+            "checklist",
+            "--steps",
+            "weights",
+            "--iterations",
+            "5",
+            "--inject",
+            fault,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(1), "{fault}: {}", stderr(&o));
         let report = report_of(&out);
         let step = &report["steps"][0];
@@ -260,16 +385,37 @@ fn each_weights_fault_fails_the_step_naming_the_layer() {
     // Without a fault the round trip passes.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let o = xtask(&["checklist", "--steps", "weights", "--iterations", "5", "--out", out.to_str().unwrap()]);
+    let o = xtask(&[
+        "checklist",
+        "--steps",
+        "weights",
+        "--iterations",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(report_of(&out)["steps"][0]["metrics"]["tensors_applied"], 8.0);
+    assert_eq!(
+        report_of(&out)["steps"][0]["metrics"]["tensors_applied"],
+        8.0
+    );
 }
 
 #[test]
 fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let o = xtask(&["checklist", "--steps", "timings", "--iterations", "5", "--loader", "on-demand", "--out", out.to_str().unwrap()]);
+    let o = xtask(&[
+        "checklist",
+        "--steps",
+        "timings",
+        "--iterations",
+        "5",
+        "--loader",
+        "on-demand",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report = report_of(&out);
     let step = &report["steps"][0];
@@ -288,21 +434,66 @@ fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
         "cached_batch_ms",
         "hours_saved_500k",
     ] {
-        assert!(step["metrics"][key].is_number(), "{key}: {}", step["metrics"]);
+        assert!(
+            step["metrics"][key].is_number(),
+            "{key}: {}",
+            step["metrics"]
+        );
     }
-    let layers: Vec<&str> = step["details"]["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
-    assert_eq!(layers, ["data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"]);
-    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("timings/trace.json")).unwrap()).unwrap();
+    let layers: Vec<&str> = step["details"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"
+        ]
+    );
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timings/trace.json")).unwrap()).unwrap();
     assert!(trace["traceEvents"].as_array().unwrap().len() > 5 * 16);
-    assert!(std::fs::read_to_string(out.join("timings/layers.svg")).unwrap().starts_with("<svg"));
+    assert!(
+        std::fs::read_to_string(out.join("timings/layers.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
 
-    let o = xtask(&["checklist", "--steps", "timings", "--iterations", "3", "--inject", "slow-layer=ip2", "--out", out.to_str().unwrap()]);
+    let o = xtask(&[
+        "checklist",
+        "--steps",
+        "timings",
+        "--iterations",
+        "3",
+        "--inject",
+        "slow-layer=ip2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let step = &report_of(&out)["steps"][0];
-    let bottleneck = step["findings"].as_array().unwrap().iter().find(|f| f["check"] == "bottleneck").unwrap();
+    let bottleneck = step["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "bottleneck")
+        .unwrap();
     assert_eq!(bottleneck["subject"], "ip2");
     assert_eq!(step["details"]["ranked"][0]["name"], "ip2");
-    assert_usage_error(&xtask(&["checklist", "--steps", "timings", "--inject", "slow-layer=conv9", "--out", out.to_str().unwrap()]), "conv9");
+    assert_usage_error(
+        &xtask(&[
+            "checklist",
+            "--steps",
+            "timings",
+            "--inject",
+            "slow-layer=conv9",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "conv9",
+    );
 }
 
 #[test]
@@ -310,7 +501,15 @@ fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     let run = |extra: &[&str]| {
-        let mut args = vec!["checklist", "--steps", "gradients", "--iterations", "60", "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "checklist",
+            "--steps",
+            "gradients",
+            "--iterations",
+            "60",
+            "--out",
+            out.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         xtask(&args)
     };
@@ -320,14 +519,25 @@ fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
     assert_eq!(step["verdict"], "pass", "{}", step["findings"]);
     assert_eq!(step["metrics"]["iterations_watched"], 60.0);
     assert_eq!(step["metrics"]["first_nonfinite_iteration"], -1.0);
-    assert!(step["metrics"]["loss_last"].as_f64().unwrap() < step["metrics"]["loss_first"].as_f64().unwrap());
+    assert!(
+        step["metrics"]["loss_last"].as_f64().unwrap()
+            < step["metrics"]["loss_first"].as_f64().unwrap()
+    );
     assert!(out.join("gradients/iterations.json").is_file());
-    assert!(std::fs::read_to_string(out.join("gradients/ranges.svg")).unwrap().contains("<polyline"));
+    assert!(
+        std::fs::read_to_string(out.join("gradients/ranges.svg"))
+            .unwrap()
+            .contains("<polyline")
+    );
 
     for (fault, checks, subject) in [
         ("lr-x100", &["exploding", "nonfinite"][..], None),
         ("nan=conv2", &["nonfinite"][..], Some("conv2")),
-        ("bias-lr-mult=conv1:1000", &["imbalance"][..], Some("conv1.bias")),
+        (
+            "bias-lr-mult=conv1:1000",
+            &["imbalance"][..],
+            Some("conv1.bias"),
+        ),
     ] {
         let o = run(&["--inject", fault]);
         assert_eq!(o.status.code(), Some(1), "{fault}: {}", stderr(&o));
@@ -338,10 +548,18 @@ fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
             .unwrap()
             .iter()
             .filter(|f| f["verdict"] == "fail")
-            .map(|f| (f["check"].as_str().unwrap().to_string(), f["subject"].as_str().unwrap().to_string(), f["remedy"].as_str().unwrap().to_string()))
+            .map(|f| {
+                (
+                    f["check"].as_str().unwrap().to_string(),
+                    f["subject"].as_str().unwrap().to_string(),
+                    f["remedy"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         assert!(
-            fails.iter().any(|(c, s, r)| checks.contains(&c.as_str()) && subject.is_none_or(|want| s == want) && !r.is_empty()),
+            fails.iter().any(|(c, s, r)| checks.contains(&c.as_str())
+                && subject.is_none_or(|want| s == want)
+                && !r.is_empty()),
             "{fault}: {fails:?}"
         );
     }

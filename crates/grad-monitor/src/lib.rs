@@ -110,12 +110,24 @@ impl GradMonitor {
     /// A monitor for a run whose learning-rate multipliers are `lr_mults` (as in the trainer's
     /// config; an invalid pattern is ignored).
     pub fn new(config: MonitorConfig, lr_mults: &[LrMult]) -> Self {
-        let lr_mults = lr_mults.iter().filter_map(|m| regex_lite::Regex::new(&m.pattern).ok().map(|r| (r, m.mult))).collect();
-        GradMonitor { config, lr_mults, samples: Vec::new() }
+        let lr_mults = lr_mults
+            .iter()
+            .filter_map(|m| regex_lite::Regex::new(&m.pattern).ok().map(|r| (r, m.mult)))
+            .collect();
+        GradMonitor {
+            config,
+            lr_mults,
+            samples: Vec::new(),
+        }
     }
 
     fn mult(&self, name: &str) -> f64 {
-        self.lr_mults.iter().filter(|(r, _)| r.is_match(name)).map(|(_, m)| *m).next_back().unwrap_or(1.0)
+        self.lr_mults
+            .iter()
+            .filter(|(r, _)| r.is_match(name))
+            .map(|(_, m)| *m)
+            .next_back()
+            .unwrap_or(1.0)
     }
 
     /// Records one iteration's trace.
@@ -123,7 +135,12 @@ impl GradMonitor {
         let layers = trace
             .layers
             .iter()
-            .map(|l| LayerSample { name: l.name.clone(), kind: l.kind.clone(), data: l.data, diff: l.diff })
+            .map(|l| LayerSample {
+                name: l.name.clone(),
+                kind: l.kind.clone(),
+                data: l.data,
+                diff: l.diff,
+            })
             .collect();
         let params = trace
             .params
@@ -132,18 +149,34 @@ impl GradMonitor {
                 let (value, grad) = (p.value?, p.grad?);
                 let lr = lr * self.mult(&p.name);
                 let update_ratio = lr * grad.mean_abs as f64 / (value.mean_abs as f64).max(1e-12);
-                Some(ParamSample { name: p.name.clone(), layer: p.layer.clone(), value, grad, lr, update_ratio })
+                Some(ParamSample {
+                    name: p.name.clone(),
+                    layer: p.layer.clone(),
+                    value,
+                    grad,
+                    lr,
+                    update_ratio,
+                })
             })
             .collect();
-        self.samples.push(IterationSample { iteration, loss, layers, params });
+        self.samples.push(IterationSample {
+            iteration,
+            loss,
+            layers,
+            params,
+        });
     }
 
     /// The first watched iteration holding a NaN or Inf anywhere.
     pub fn first_nonfinite(&self) -> Option<&IterationSample> {
         self.samples.iter().find(|s| {
             !s.loss.is_finite()
-                || s.layers.iter().any(|l| l.data.is_some_and(|d| !d.is_finite()) || l.diff.is_some_and(|d| !d.is_finite()))
-                || s.params.iter().any(|p| !p.value.is_finite() || !p.grad.is_finite())
+                || s.layers.iter().any(|l| {
+                    l.data.is_some_and(|d| !d.is_finite()) || l.diff.is_some_and(|d| !d.is_finite())
+                })
+                || s.params
+                    .iter()
+                    .any(|p| !p.value.is_finite() || !p.grad.is_finite())
         })
     }
 
@@ -151,18 +184,31 @@ impl GradMonitor {
     /// the first quarter of the watched iterations (before any NaN).
     fn explode_start(&self) -> Option<usize> {
         let first_bad = self.first_nonfinite().map(|s| s.iteration);
-        let healthy: Vec<&IterationSample> = self.samples.iter().filter(|s| first_bad.is_none_or(|b| s.iteration < b)).collect();
+        let healthy: Vec<&IterationSample> = self
+            .samples
+            .iter()
+            .filter(|s| first_bad.is_none_or(|b| s.iteration < b))
+            .collect();
         if healthy.len() < 4 {
             return None;
         }
         let head = (healthy.len() / 4).max(1);
         let mut start: Option<usize> = None;
         for i in 0..healthy[0].layers.len() {
-            let early: f64 = healthy[..head].iter().filter_map(|s| s.layers.get(i)?.diff).map(|d| largest(&d)).fold(0.0, f64::max);
+            let early: f64 = healthy[..head]
+                .iter()
+                .filter_map(|s| s.layers.get(i)?.diff)
+                .map(|d| largest(&d))
+                .fold(0.0, f64::max);
             if early <= 0.0 {
                 continue;
             }
-            if let Some(s) = healthy[head..].iter().find(|s| s.layers.get(i).and_then(|l| l.diff).is_some_and(|d| largest(&d) / early >= self.config.explode_growth)) {
+            if let Some(s) = healthy[head..].iter().find(|s| {
+                s.layers
+                    .get(i)
+                    .and_then(|l| l.diff)
+                    .is_some_and(|d| largest(&d) / early >= self.config.explode_growth)
+            }) {
                 start = Some(start.map_or(s.iteration, |b: usize| b.min(s.iteration)));
             }
         }
@@ -173,14 +219,28 @@ impl GradMonitor {
     pub fn findings(&self) -> Vec<Finding> {
         let c = &self.config;
         let mut findings = Vec::new();
-        let base_lr = self.samples.first().and_then(|s| s.params.first().map(|p| p.lr / self.mult(&p.name))).unwrap_or(0.0);
+        let base_lr = self
+            .samples
+            .first()
+            .and_then(|s| s.params.first().map(|p| p.lr / self.mult(&p.name)))
+            .unwrap_or(0.0);
         let first_bad = self.first_nonfinite().map(|s| s.iteration);
         if let Some(sample) = self.first_nonfinite() {
-            let data_layer = sample.layers.iter().find(|l| l.data.is_some_and(|d| !d.is_finite()));
-            let diff_layer = sample.layers.iter().rev().find(|l| l.diff.is_some_and(|d| !d.is_finite()));
+            let data_layer = sample
+                .layers
+                .iter()
+                .find(|l| l.data.is_some_and(|d| !d.is_finite()));
+            let diff_layer = sample
+                .layers
+                .iter()
+                .rev()
+                .find(|l| l.diff.is_some_and(|d| !d.is_finite()));
             let param = sample.params.iter().find(|p| !p.value.is_finite());
             let (subject, blob) = match (param, data_layer, diff_layer) {
-                (Some(p), _, _) => (p.layer.clone().unwrap_or_else(|| p.name.clone()), format!("the values of {}", p.name)),
+                (Some(p), _, _) => (
+                    p.layer.clone().unwrap_or_else(|| p.name.clone()),
+                    format!("the values of {}", p.name),
+                ),
                 (None, Some(l), _) => (l.name.clone(), "data".to_string()),
                 (None, None, Some(l)) => (l.name.clone(), "diff".to_string()),
                 _ => ("loss".to_string(), "loss".to_string()),
@@ -200,19 +260,29 @@ impl GradMonitor {
         }
         // Exploding: the largest |diff| of a layer grows by `explode_growth` over the watched
         // iterations before the first NaN.
-        let healthy: Vec<&IterationSample> = self.samples.iter().filter(|s| first_bad.is_none_or(|b| s.iteration < b)).collect();
+        let healthy: Vec<&IterationSample> = self
+            .samples
+            .iter()
+            .filter(|s| first_bad.is_none_or(|b| s.iteration < b))
+            .collect();
         if healthy.len() >= 4 {
             let head = (healthy.len() / 4).max(1);
             let mut worst: Option<(String, f64, usize)> = None;
             for (i, layer) in healthy[0].layers.iter().enumerate() {
-                let early: f64 = healthy[..head].iter().filter_map(|s| s.layers.get(i)?.diff).map(|d| largest(&d)).fold(0.0, f64::max);
+                let early: f64 = healthy[..head]
+                    .iter()
+                    .filter_map(|s| s.layers.get(i)?.diff)
+                    .map(|d| largest(&d))
+                    .fold(0.0, f64::max);
                 if early <= 0.0 {
                     continue;
                 }
                 for s in &healthy[head..] {
                     if let Some(d) = s.layers.get(i).and_then(|l| l.diff) {
                         let growth = largest(&d) / early;
-                        if growth >= c.explode_growth && worst.as_ref().is_none_or(|w| s.iteration < w.2) {
+                        if growth >= c.explode_growth
+                            && worst.as_ref().is_none_or(|w| s.iteration < w.2)
+                        {
                             worst = Some((layer.name.clone(), growth, s.iteration));
                             break;
                         }
@@ -227,41 +297,77 @@ impl GradMonitor {
                     measured: growth,
                     threshold: c.explode_growth,
                     message: format!("{layer}'s diff grew {growth:.0}x by iteration {iteration}"),
-                    remedy: format!("lower the learning rate to {:.2e} or clip gradients by norm", base_lr / growth.sqrt()),
+                    remedy: format!(
+                        "lower the learning rate to {:.2e} or clip gradients by norm",
+                        base_lr / growth.sqrt()
+                    ),
                 });
             }
         }
         // Per parameter, over the second half of the iterations before anything blew up (after
         // an explosion every ratio only echoes it).
-        let blew_up = findings.iter().filter(|f| f.check == "exploding").map(|_| ()).next().and(self.explode_start()).or(first_bad);
-        let healthy: Vec<&IterationSample> = healthy.into_iter().filter(|s| blew_up.is_none_or(|b| s.iteration < b)).collect();
+        let blew_up = findings
+            .iter()
+            .filter(|f| f.check == "exploding")
+            .map(|_| ())
+            .next()
+            .and(self.explode_start())
+            .or(first_bad);
+        let healthy: Vec<&IterationSample> = healthy
+            .into_iter()
+            .filter(|s| blew_up.is_none_or(|b| s.iteration < b))
+            .collect();
         // Zero-initialised biases make every early update look huge: judge ratios only with at
         // least `MIN_ITERATIONS_FOR_RATIOS` healthy iterations, over their second half.
-        let tail: &[&IterationSample] = if healthy.len() >= MIN_ITERATIONS_FOR_RATIOS { &healthy[healthy.len() / 2..] } else { &[] };
-        let loss_first = self.samples.first().map(|s| s.loss as f64).unwrap_or(f64::NAN);
+        let tail: &[&IterationSample] = if healthy.len() >= MIN_ITERATIONS_FOR_RATIOS {
+            &healthy[healthy.len() / 2..]
+        } else {
+            &[]
+        };
+        let loss_first = self
+            .samples
+            .first()
+            .map(|s| s.loss as f64)
+            .unwrap_or(f64::NAN);
         let loss_last = tail.iter().map(|s| s.loss as f64).sum::<f64>() / tail.len().max(1) as f64;
         let converged = loss_last < c.converged_loss_fraction * loss_first;
         if let Some(last) = tail.last() {
             let medians: Vec<f64> = (0..last.params.len())
                 .map(|k| {
-                    let mut ratios: Vec<f64> =
-                        tail.iter().filter_map(|s| s.params.get(k)).map(|q| q.update_ratio).filter(|r| r.is_finite()).collect();
+                    let mut ratios: Vec<f64> = tail
+                        .iter()
+                        .filter_map(|s| s.params.get(k))
+                        .map(|q| q.update_ratio)
+                        .filter(|r| r.is_finite())
+                        .collect();
                     ratios.sort_by(f64::total_cmp);
                     ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
                 })
                 .collect();
-            let ratio_of = |name: &str| last.params.iter().position(|q| q.name == name).map(|k| medians[k]);
+            let ratio_of = |name: &str| {
+                last.params
+                    .iter()
+                    .position(|q| q.name == name)
+                    .map(|k| medians[k])
+            };
             for (k, p) in last.params.iter().enumerate() {
                 let ratio = medians[k];
                 if !ratio.is_finite() {
                     continue;
                 }
                 let mult = self.mult(&p.name);
-                let weight_ratio = p.name.strip_suffix(".bias").and_then(|layer| ratio_of(&format!("{layer}.weight"))).filter(|r| *r > 0.0);
+                let weight_ratio = p
+                    .name
+                    .strip_suffix(".bias")
+                    .and_then(|layer| ratio_of(&format!("{layer}.weight")))
+                    .filter(|r| *r > 0.0);
                 let relative = weight_ratio.map(|w| ratio / w);
-                if ratio > c.imbalance_ratio || relative.is_some_and(|r| r > c.imbalance_vs_weight) {
+                if ratio > c.imbalance_ratio || relative.is_some_and(|r| r > c.imbalance_vs_weight)
+                {
                     // Aim at the target ratio, or at ten times the layer's weight ratio for a bias.
-                    let aim = weight_ratio.map_or(c.target_ratio * 10.0, |w| (10.0 * w).min(c.imbalance_ratio / 5.0));
+                    let aim = weight_ratio.map_or(c.target_ratio * 10.0, |w| {
+                        (10.0 * w).min(c.imbalance_ratio / 5.0)
+                    });
                     let suggested = mult * aim / ratio;
                     let against = match (weight_ratio, relative) {
                         (Some(w), Some(r)) => format!(", {r:.0}x its weight's ({w:.1e})"),
@@ -307,7 +413,9 @@ impl GradMonitor {
                         measured: 1.0,
                         threshold: 1.0,
                         message: format!("{}: every output of the ReLU is zero", l.name),
-                        remedy: "lower the learning rate, or initialise the biases slightly positive".into(),
+                        remedy:
+                            "lower the learning rate, or initialise the biases slightly positive"
+                                .into(),
                     });
                 }
             }
@@ -337,9 +445,20 @@ impl<M> TrainHook<M> for GradMonitor {
 pub fn step_report(monitor: &GradMonitor) -> model_core::StepReport {
     let mut report = model_core::StepReport::new(model_core::Step::Gradients);
     report.metric("iterations_watched", monitor.samples.len() as f64);
-    report.metric("loss_first", monitor.samples.first().map_or(f64::NAN, |s| s.loss as f64));
-    report.metric("loss_last", monitor.samples.last().map_or(f64::NAN, |s| s.loss as f64));
-    report.metric("first_nonfinite_iteration", monitor.first_nonfinite().map_or(-1.0, |s| s.iteration as f64));
+    report.metric(
+        "loss_first",
+        monitor.samples.first().map_or(f64::NAN, |s| s.loss as f64),
+    );
+    report.metric(
+        "loss_last",
+        monitor.samples.last().map_or(f64::NAN, |s| s.loss as f64),
+    );
+    report.metric(
+        "first_nonfinite_iteration",
+        monitor
+            .first_nonfinite()
+            .map_or(-1.0, |s| s.iteration as f64),
+    );
     let findings = monitor.findings();
     if findings.is_empty() {
         report.push(Finding {
@@ -375,7 +494,18 @@ pub fn range_plots_svg(monitor: &GradMonitor) -> String {
                 .map(|(i, l)| {
                     let points = samples
                         .iter()
-                        .filter_map(|s| Some((s.iteration, s.layers.get(i).and_then(pick).map(|d| if d.is_finite() { largest(&d) } else { f64::INFINITY })?)))
+                        .filter_map(|s| {
+                            Some((
+                                s.iteration,
+                                s.layers.get(i).and_then(pick).map(|d| {
+                                    if d.is_finite() {
+                                        largest(&d)
+                                    } else {
+                                        f64::INFINITY
+                                    }
+                                })?,
+                            ))
+                        })
                         .collect();
                     (l.name.clone(), points)
                 })
@@ -395,17 +525,33 @@ pub fn range_plots_svg(monitor: &GradMonitor) -> String {
                         .zip(samples.iter().map(|s| s.iteration))
                         .map(|(q, it)| {
                             let b = pick(q);
-                            (it, if b.is_finite() { b.mean_abs as f64 } else { f64::INFINITY })
+                            (
+                                it,
+                                if b.is_finite() {
+                                    b.mean_abs as f64
+                                } else {
+                                    f64::INFINITY
+                                },
+                            )
                         })
                         .collect();
                     (p.name.clone(), points)
                 })
                 .collect()
         };
-        panels.push(("mean |value| per parameter".into(), param_series(|p| p.value)));
-        panels.push(("mean |gradient| per parameter".into(), param_series(|p| p.grad)));
+        panels.push((
+            "mean |value| per parameter".into(),
+            param_series(|p| p.value),
+        ));
+        panels.push((
+            "mean |gradient| per parameter".into(),
+            param_series(|p| p.grad),
+        ));
     }
-    let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let palette = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
     let (w, h, left, legend) = (520.0, 220.0, 60.0, 170.0);
     let total_h = panels.len() as f64 * (h + 40.0) + 20.0;
     let mut svg = format!(
@@ -415,10 +561,29 @@ pub fn range_plots_svg(monitor: &GradMonitor) -> String {
     let last_it = samples.last().map_or(1, |s| s.iteration.max(1)) as f64;
     for (p, (title, series)) in panels.iter().enumerate() {
         let top = 20.0 + p as f64 * (h + 40.0);
-        let finite: Vec<f64> = series.iter().flat_map(|(_, pts)| pts.iter().map(|(_, v)| *v)).filter(|v| v.is_finite() && *v > 0.0).collect();
-        let lo = finite.iter().cloned().fold(f64::INFINITY, f64::min).log10().floor();
-        let hi = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max).log10().ceil().max(lo + 1.0);
-        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (-1.0, 1.0) };
+        let finite: Vec<f64> = series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter().map(|(_, v)| *v))
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        let lo = finite
+            .iter()
+            .cloned()
+            .fold(f64::INFINITY, f64::min)
+            .log10()
+            .floor();
+        let hi = finite
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .log10()
+            .ceil()
+            .max(lo + 1.0);
+        let (lo, hi) = if lo.is_finite() {
+            (lo, hi)
+        } else {
+            (-1.0, 1.0)
+        };
         let x = |it: usize| left + w * it as f64 / last_it;
         let y = |v: f64| top + h - h * ((v.log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
         svg.push_str(&format!(
@@ -427,12 +592,19 @@ pub fn range_plots_svg(monitor: &GradMonitor) -> String {
         ));
         for (i, (name, pts)) in series.iter().enumerate() {
             let colour = palette[i % palette.len()];
-            let path: Vec<String> = pts.iter().filter(|(_, v)| v.is_finite() && *v > 0.0).map(|(it, v)| format!("{:.1},{:.1}", x(*it), y(*v))).collect();
+            let path: Vec<String> = pts
+                .iter()
+                .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                .map(|(it, v)| format!("{:.1},{:.1}", x(*it), y(*v)))
+                .collect();
             if !path.is_empty() {
                 svg.push_str(&format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>\n", path.join(" ")));
             }
             for (it, _) in pts.iter().filter(|(_, v)| !v.is_finite()) {
-                svg.push_str(&format!("<rect x=\"{:.1}\" y=\"{top}\" width=\"3\" height=\"8\" fill=\"red\"/>\n", x(*it)));
+                svg.push_str(&format!(
+                    "<rect x=\"{:.1}\" y=\"{top}\" width=\"3\" height=\"8\" fill=\"red\"/>\n",
+                    x(*it)
+                ));
             }
             svg.push_str(&format!(
                 "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{}</text>\n",

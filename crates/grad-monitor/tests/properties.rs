@@ -5,7 +5,15 @@ use model_core::tap::{BlobStats, LayerRecord, LayerTrace, ParamRecord};
 use proptest::prelude::*;
 
 fn stats(v: f32) -> BlobStats {
-    BlobStats { count: 4, min: -v, max: v, mean: 0.0, mean_abs: v / 2.0, nan: if v.is_nan() { 4 } else { 0 }, inf: if v.is_infinite() { 4 } else { 0 } }
+    BlobStats {
+        count: 4,
+        min: -v,
+        max: v,
+        mean: 0.0,
+        mean_abs: v / 2.0,
+        nan: if v.is_nan() { 4 } else { 0 },
+        inf: if v.is_infinite() { 4 } else { 0 },
+    }
 }
 
 fn trace(layers: usize, data: &[f32], diff: &[f32]) -> LayerTrace {

@@ -7,16 +7,21 @@ use grad_monitor::{GradMonitor, MonitorConfig};
 use model_core::bundled::{self, MnistSplit};
 use model_core::models::{LeNet, materialize};
 use model_core::tap::TapDetail;
-use model_core::train::{Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer};
+use model_core::train::{
+    Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer,
+};
 use model_core::{Dataset, Finding, LoadOptions, Normalization, Verdict};
 
 const ITERATIONS: usize = 60;
 
 fn mnist() -> Dataset {
-    bundled::mnist(MnistSplit::Train, &LoadOptions::default().with_cache(bundled::workspace_cache()))
-        .unwrap()
-        .stratified_subset(4_000, 1)
-        .unwrap()
+    bundled::mnist(
+        MnistSplit::Train,
+        &LoadOptions::default().with_cache(bundled::workspace_cache()),
+    )
+    .unwrap()
+    .stratified_subset(4_000, 1)
+    .unwrap()
 }
 
 fn lenet(seed: u64) -> LeNet {
@@ -29,7 +34,11 @@ fn lenet(seed: u64) -> LeNet {
     model
 }
 
-fn watch(config: TrainConfig, model: LeNet, hook_extra: &mut dyn FnMut(usize, &mut Option<LeNet>)) -> (GradMonitor, Vec<Finding>) {
+fn watch(
+    config: TrainConfig,
+    model: LeNet,
+    hook_extra: &mut dyn FnMut(usize, &mut Option<LeNet>),
+) -> (GradMonitor, Vec<Finding>) {
     let device = Device::flex().autodiff();
     let config = config.with_tap(TapDetail::Full);
     let mut monitor = GradMonitor::new(MonitorConfig::default(), &config.lr_mults);
@@ -52,7 +61,10 @@ fn watch(config: TrainConfig, model: LeNet, hook_extra: &mut dyn FnMut(usize, &m
     }
     let findings = monitor.findings();
     for f in &findings {
-        eprintln!("{:?} {} {}: {} | {}", f.verdict, f.check, f.subject, f.message, f.remedy);
+        eprintln!(
+            "{:?} {} {}: {} | {}",
+            f.verdict, f.check, f.subject, f.message, f.remedy
+        );
     }
     (monitor, findings)
 }
@@ -77,14 +89,18 @@ fn sgd(lr: f64) -> TrainConfig {
 fn a_healthy_run_raises_nothing() {
     let (monitor, findings) = watch(sgd(0.01), lenet(1), &mut |_, _| {});
     assert_eq!(monitor.samples.len(), ITERATIONS);
-    assert!(findings.iter().all(|f| f.verdict == Verdict::Pass), "{findings:?}");
+    assert!(
+        findings.iter().all(|f| f.verdict == Verdict::Pass),
+        "{findings:?}"
+    );
 }
 
 #[test]
 fn a_learning_rate_100x_too_high_is_caught() {
     let (_, findings) = watch(sgd(1.0), lenet(2), &mut |_, _| {});
     assert!(
-        findings.iter().any(|f| f.verdict == Verdict::Fail && (f.check == "exploding" || f.check == "nonfinite" || f.check == "imbalance")),
+        findings.iter().any(|f| f.verdict == Verdict::Fail
+            && (f.check == "exploding" || f.check == "nonfinite" || f.check == "imbalance")),
         "{findings:?}"
     );
 }
@@ -107,7 +123,10 @@ impl ModuleMapper for PlantNan {
         let autodiff = value.is_autodiff();
         let mut values: Vec<f32> = value.inner().try_into_vec_as::<f32>().unwrap();
         values[0] = f32::NAN;
-        let fresh = Tensor::<D>::from_data(TensorData::new(values, p.lazy_shape()), &p.lazy_device().inner());
+        let fresh = Tensor::<D>::from_data(
+            TensorData::new(values, p.lazy_shape()),
+            &p.lazy_device().inner(),
+        );
         p.transform_for_load(if autodiff { fresh.autodiff() } else { fresh }, id)
     }
 }
@@ -118,10 +137,18 @@ fn a_nan_planted_mid_run_is_found_in_its_layer() {
     let base = lenet(3);
     let (monitor, findings) = watch(sgd(0.01), base.clone(), &mut |i, replace| {
         if i == 20 {
-            *replace = Some(trained.take().unwrap_or_else(|| base.clone()).map(&mut PlantNan(vec![], "conv2.weight")));
+            *replace = Some(
+                trained
+                    .take()
+                    .unwrap_or_else(|| base.clone())
+                    .map(&mut PlantNan(vec![], "conv2.weight")),
+            );
         }
     });
-    let nonfinite = findings.iter().find(|f| f.check == "nonfinite").expect("found");
+    let nonfinite = findings
+        .iter()
+        .find(|f| f.check == "nonfinite")
+        .expect("found");
     assert_eq!(nonfinite.subject, "conv2");
     assert_eq!(nonfinite.measured, 20.0);
     assert_eq!(monitor.first_nonfinite().unwrap().iteration, 20);
@@ -129,13 +156,38 @@ fn a_nan_planted_mid_run_is_found_in_its_layer() {
 
 #[test]
 fn an_oversized_bias_multiplier_is_an_imbalance_and_the_remedy_clears_it() {
-    let (_, findings) = watch(sgd(0.01).with_lr_mult(r"^conv1\.bias$", 300.0), lenet(4), &mut |_, _| {});
-    let imbalance = findings.iter().find(|f| f.check == "imbalance").expect("imbalance found");
+    let (_, findings) = watch(
+        sgd(0.01).with_lr_mult(r"^conv1\.bias$", 300.0),
+        lenet(4),
+        &mut |_, _| {},
+    );
+    let imbalance = findings
+        .iter()
+        .find(|f| f.check == "imbalance")
+        .expect("imbalance found");
     assert_eq!(imbalance.subject, "conv1.bias");
     // The remedy names a multiplier; applied, the verdict clears.
-    let suggested: f64 = imbalance.remedy.split("multiplier to ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    let (_, findings) = watch(sgd(0.01).with_lr_mult(r"^conv1\.bias$", suggested), lenet(4), &mut |_, _| {});
-    assert!(!findings.iter().any(|f| f.check == "imbalance" && f.subject == "conv1.bias"), "{findings:?}");
+    let suggested: f64 = imbalance
+        .remedy
+        .split("multiplier to ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, findings) = watch(
+        sgd(0.01).with_lr_mult(r"^conv1\.bias$", suggested),
+        lenet(4),
+        &mut |_, _| {},
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.check == "imbalance" && f.subject == "conv1.bias"),
+        "{findings:?}"
+    );
 }
 
 /// A deep plain network with sigmoid activations: the gradient fades on its way down, and the
@@ -160,7 +212,9 @@ fn a_deep_sigmoid_network_vanishes_in_its_early_layers() {
                 x = if i == last {
                     tap.layer(&name, "InnerProduct", x, |x| layer.forward(x))
                 } else {
-                    tap.layer(&name, "InnerProduct+Sigmoid", x, |x| sigmoid(layer.forward(x)))
+                    tap.layer(&name, "InnerProduct+Sigmoid", x, |x| {
+                        sigmoid(layer.forward(x))
+                    })
                 };
             }
             x
@@ -179,8 +233,14 @@ fn a_deep_sigmoid_network_vanishes_in_its_early_layers() {
     let device = Device::flex().autodiff();
     device.seed(5);
     let widths = [784, 64, 64, 64, 64, 64, 64, 64, 64, 64, 10];
-    let model = DeepSigmoid { layers: widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(&device)).collect() };
-    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, Normalization::mnist()).with_tap(TapDetail::Full);
+    let model = DeepSigmoid {
+        layers: widths
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(&device))
+            .collect(),
+    };
+    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, Normalization::mnist())
+        .with_tap(TapDetail::Full);
     let mut monitor = GradMonitor::new(MonitorConfig::default(), &[]);
     let mut trainer = Trainer::new(model, config, &device);
     trainer.fit(&mnist(), 40, &mut monitor).unwrap();
@@ -188,7 +248,14 @@ fn a_deep_sigmoid_network_vanishes_in_its_early_layers() {
     for f in &findings {
         eprintln!("{:?} {} {}: {}", f.verdict, f.check, f.subject, f.message);
     }
-    let vanishing: Vec<&str> = findings.iter().filter(|f| f.check == "vanishing").map(|f| f.subject.as_str()).collect();
+    let vanishing: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.check == "vanishing")
+        .map(|f| f.subject.as_str())
+        .collect();
     assert!(vanishing.contains(&"layers.0.weight"), "{findings:?}");
-    assert!(!vanishing.iter().any(|s| s.starts_with("layers.9.")), "the last layer still learns: {vanishing:?}");
+    assert!(
+        !vanishing.iter().any(|s| s.starts_with("layers.9.")),
+        "the last layer still learns: {vanishing:?}"
+    );
 }

@@ -30,7 +30,11 @@ impl TinyConvNet {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device)
         };
-        TinyConvNet { conv_a: conv(1, 8), conv_b: conv(8, 16), classifier: LinearConfig::new(16 * 7 * 7, 10).init(device) }
+        TinyConvNet {
+            conv_a: conv(1, 8),
+            conv_b: conv(8, 16),
+            classifier: LinearConfig::new(16 * 7 * 7, 10).init(device),
+        }
     }
 }
 
@@ -38,9 +42,15 @@ impl Classifier for TinyConvNet {
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
         // One line per layer: the tap times it and reads its data and diff when it is on, and
         // is the plain forward when it is off.
-        let x = tap.layer("conv_a", "Convolution+ReLU", images, |x| relu(self.conv_a.forward(x)));
-        let x = tap.layer("conv_b", "Convolution+ReLU", x, |x| relu(self.conv_b.forward(x)));
-        tap.layer("classifier", "InnerProduct", x, |x| self.classifier.forward(x.flatten::<2>(1, 3)))
+        let x = tap.layer("conv_a", "Convolution+ReLU", images, |x| {
+            relu(self.conv_a.forward(x))
+        });
+        let x = tap.layer("conv_b", "Convolution+ReLU", x, |x| {
+            relu(self.conv_b.forward(x))
+        });
+        tap.layer("classifier", "InnerProduct", x, |x| {
+            self.classifier.forward(x.flatten::<2>(1, 3))
+        })
     }
 
     fn input_shape(&self) -> SampleShape {
@@ -63,7 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let device = Device::flex().autodiff();
     device.seed(1);
-    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.02, Normalization::mnist()).with_tap(TapDetail::Full);
+    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.02, Normalization::mnist())
+        .with_tap(TapDetail::Full);
     let mut trainer = Trainer::new(TinyConvNet::new(&device), config, &device);
 
     let mut hook = |it: &IterationReport<'_, TinyConvNet>| {
@@ -72,7 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         {
             println!("iteration {:>3}  loss {:.4}", it.iteration, it.loss);
             for layer in &trace.layers {
-                let (data, diff) = (layer.data.map(|s| s.mean_abs), layer.diff.map(|s| s.mean_abs));
+                let (data, diff) = (
+                    layer.data.map(|s| s.mean_abs),
+                    layer.diff.map(|s| s.mean_abs),
+                );
                 println!(
                     "  {:<11} {:<18} fwd {:>7.3} ms  bwd {:>7.3} ms  |data| {:>9.3e}  |diff| {:>9.3e}",
                     layer.name,

@@ -23,17 +23,26 @@ pub struct Normalization {
 impl Normalization {
     /// MNIST's customary figures (mean 0.1307, std 0.3081).
     pub fn mnist() -> Self {
-        Normalization { mean: vec![0.1307], std: vec![0.3081] }
+        Normalization {
+            mean: vec![0.1307],
+            std: vec![0.3081],
+        }
     }
 
     /// CIFAR-10's customary per-channel figures.
     pub fn cifar10() -> Self {
-        Normalization { mean: vec![0.4914, 0.4822, 0.4465], std: vec![0.2470, 0.2435, 0.2616] }
+        Normalization {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2470, 0.2435, 0.2616],
+        }
     }
 
     /// No change beyond scaling to `[0, 1]`.
     pub fn unit(channels: usize) -> Self {
-        Normalization { mean: vec![0.0; channels], std: vec![1.0; channels] }
+        Normalization {
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+        }
     }
 
     /// The per-channel mean and standard deviation measured on `dataset`.
@@ -55,8 +64,15 @@ impl Normalization {
         }
         let n = (dataset.len() * plane).max(1) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-        let std = sq.iter().zip(&mean).map(|(s, m)| ((s / n - m * m).max(0.0)).sqrt().max(1e-6) as f32).collect();
-        Ok(Normalization { mean: mean.into_iter().map(|m| m as f32).collect(), std })
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| ((s / n - m * m).max(0.0)).sqrt().max(1e-6) as f32)
+            .collect();
+        Ok(Normalization {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        })
     }
 }
 
@@ -104,7 +120,13 @@ pub fn epoch_order(len: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<usiz
 impl Batcher {
     /// Batches of `batch_size`, shuffled with `seed`, kept last batch, normalised with `normalization`.
     pub fn new(batch_size: usize, seed: u64, normalization: Normalization) -> Self {
-        Batcher { batch_size, shuffle: true, seed, drop_last: false, normalization }
+        Batcher {
+            batch_size,
+            shuffle: true,
+            seed,
+            drop_last: false,
+            normalization,
+        }
     }
 
     /// The same batcher without shuffling.
@@ -158,10 +180,19 @@ impl Batcher {
         }
         let plane = h * w;
         // (x/255 - mean)/std = x * scale + shift
-        let coeffs: Vec<(f32, f32)> =
-            norm.mean.iter().zip(&norm.std).map(|(&m, &s)| (1.0 / (255.0 * s), -m / s)).collect();
+        let coeffs: Vec<(f32, f32)> = norm
+            .mean
+            .iter()
+            .zip(&norm.std)
+            .map(|(&m, &s)| (1.0 / (255.0 * s), -m / s))
+            .collect();
         let mut out = vec![0f32; batch.pixels.len()];
-        for (k, (src, dst)) in batch.pixels.chunks_exact(plane).zip(out.chunks_exact_mut(plane)).enumerate() {
+        for (k, (src, dst)) in batch
+            .pixels
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(plane))
+            .enumerate()
+        {
             let (scale, shift) = coeffs[k % c];
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d = s as f32 * scale + shift;
@@ -185,6 +216,8 @@ impl Batcher {
         dataset: &'a Dataset,
         epoch: u64,
     ) -> impl Iterator<Item = Result<HostBatch>> + 'a {
-        self.plan(dataset.len(), epoch).into_iter().map(move |items| self.assemble(dataset, &items))
+        self.plan(dataset.len(), epoch)
+            .into_iter()
+            .map(move |items| self.assemble(dataset, &items))
     }
 }

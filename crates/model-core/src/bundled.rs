@@ -26,7 +26,11 @@ pub fn datasets_dir() -> PathBuf {
 
 fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().and_then(Path::parent).unwrap_or(manifest).to_path_buf()
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 /// The workspace's cache, `target/nn-checklist-cache` (or `$NN_CHECKLIST_CACHE`).
@@ -93,7 +97,10 @@ pub fn resnet20_reference_input() -> PathBuf {
 /// The normalisation the bundled ResNet-20 was trained with (ImageNet's per-channel figures,
 /// as akamaster's trainer used).
 pub fn resnet20_normalization() -> crate::Normalization {
-    crate::Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+    crate::Normalization {
+        mean: vec![0.485, 0.456, 0.406],
+        std: vec![0.229, 0.224, 0.225],
+    }
 }
 
 /// The bundled CIFAR-10 test archive.
@@ -113,10 +120,20 @@ pub fn cifar10_test(options: &LoadOptions) -> Result<Dataset> {
     let listing = image_folder::list(&folder)?;
     if listing.class_names != cifar::class_names() {
         return Err(DataError::InvalidRequest {
-            what: format!("{}: classes {:?}; expected CIFAR-10's", folder.display(), listing.class_names),
+            what: format!(
+                "{}: classes {:?}; expected CIFAR-10's",
+                folder.display(),
+                listing.class_names
+            ),
         });
     }
-    image_folder::open_files("cifar10-test", listing.files, listing.labels, listing.class_names, options)
+    image_folder::open_files(
+        "cifar10-test",
+        listing.files,
+        listing.labels,
+        listing.class_names,
+        options,
+    )
 }
 
 /// One of the 20 exact CIFAR-10 test PNGs: its index in the test set, its label, its file.
@@ -133,16 +150,21 @@ pub fn cifar10_exact_pngs() -> Result<Vec<ExactPng>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
         let path = entry.map_err(|e| DataError::io(&dir, e))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let parsed = name
             .strip_prefix("cifar10_")
             .and_then(|s| s.strip_suffix(".png"))
             .and_then(|s| s.split_once('_'))
             .and_then(|(i, l)| Some((i.parse::<usize>().ok()?, l.parse::<u8>().ok()?)));
         match parsed {
-            Some((test_index, label)) if (label as usize) < cifar::CLASSES => {
-                out.push(ExactPng { test_index, label, path })
-            }
+            Some((test_index, label)) if (label as usize) < cifar::CLASSES => out.push(ExactPng {
+                test_index,
+                label,
+                path,
+            }),
             _ => {
                 return Err(DataError::UnknownLayout {
                     path,
@@ -160,7 +182,13 @@ pub fn cifar10_exact(options: &LoadOptions) -> Result<Dataset> {
     let pngs = cifar10_exact_pngs()?;
     let labels = pngs.iter().map(|p| p.label).collect();
     let files = pngs.into_iter().map(|p| p.path).collect();
-    image_folder::open_files("cifar10-exact-png", files, labels, cifar::class_names(), options)
+    image_folder::open_files(
+        "cifar10-exact-png",
+        files,
+        labels,
+        cifar::class_names(),
+        options,
+    )
 }
 
 /// Which dataset to open: a bundled one by name, or a path.
@@ -214,7 +242,10 @@ impl DatasetChoice {
                 train: mnist(MnistSplit::Train, options)?,
                 held_out: Some(mnist(MnistSplit::Test, options)?),
             }),
-            DatasetChoice::Cifar10 => Ok(Splits { train: cifar10_test(options)?, held_out: None }),
+            DatasetChoice::Cifar10 => Ok(Splits {
+                train: cifar10_test(options)?,
+                held_out: None,
+            }),
             DatasetChoice::Path(path) => open_path(path, options),
         }
     }
@@ -223,30 +254,57 @@ impl DatasetChoice {
 /// Opens a dataset at `path`, telling the layout from what is there.
 pub fn open_path(path: &Path, options: &LoadOptions) -> Result<Splits> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
     if meta.is_file() {
         return if path.extension().is_some_and(|e| e == "bin") {
-            Ok(Splits { train: cifar::open(&name, &[path.to_path_buf()], options)?, held_out: None })
+            Ok(Splits {
+                train: cifar::open(&name, &[path.to_path_buf()], options)?,
+                held_out: None,
+            })
         } else {
-            Err(DataError::UnknownLayout { path: path.to_path_buf(), expected: LAYOUTS.into() })
+            Err(DataError::UnknownLayout {
+                path: path.to_path_buf(),
+                expected: LAYOUTS.into(),
+            })
         };
     }
     // IDX pairs.
     let idx_pair = |prefix: &str| -> Option<(PathBuf, PathBuf)> {
         let find = |stem: String| {
-            [stem.clone(), format!("{stem}.gz")].into_iter().map(|f| path.join(f)).find(|p| p.is_file())
+            [stem.clone(), format!("{stem}.gz")]
+                .into_iter()
+                .map(|f| path.join(f))
+                .find(|p| p.is_file())
         };
-        Some((find(format!("{prefix}-images-idx3-ubyte"))?, find(format!("{prefix}-labels-idx1-ubyte"))?))
+        Some((
+            find(format!("{prefix}-images-idx3-ubyte"))?,
+            find(format!("{prefix}-labels-idx1-ubyte"))?,
+        ))
     };
     let open_idx = |prefix: &str, (images, labels): (PathBuf, PathBuf)| {
-        idx::open_pair(&format!("{name}-{prefix}"), &images, &labels, idx::mnist_class_names(), options)
+        idx::open_pair(
+            &format!("{name}-{prefix}"),
+            &images,
+            &labels,
+            idx::mnist_class_names(),
+            options,
+        )
     };
     if let Some(train) = idx_pair("train") {
         let held_out = idx_pair("t10k").map(|p| open_idx("t10k", p)).transpose()?;
-        return Ok(Splits { train: open_idx("train", train)?, held_out });
+        return Ok(Splits {
+            train: open_idx("train", train)?,
+            held_out,
+        });
     }
     if let Some(test) = idx_pair("t10k") {
-        return Ok(Splits { train: open_idx("t10k", test)?, held_out: None });
+        return Ok(Splits {
+            train: open_idx("t10k", test)?,
+            held_out: None,
+        });
     }
     // CIFAR-10 binary.
     let bins = cifar::files_in(path)?;
@@ -258,7 +316,10 @@ pub fn open_path(path: &Path, options: &LoadOptions) -> Result<Splits> {
         } else {
             None
         };
-        return Ok(Splits { train: cifar::open(&name, &bins, options)?, held_out });
+        return Ok(Splits {
+            train: cifar::open(&name, &bins, options)?,
+            held_out,
+        });
     }
     // Image folder, or train/ and test/ image folders.
     let (train_dir, test_dir) = (path.join("train"), path.join("test"));
@@ -269,9 +330,13 @@ pub fn open_path(path: &Path, options: &LoadOptions) -> Result<Splits> {
         });
     }
     match image_folder::open(path, options) {
-        Err(DataError::EmptyFolder { path: p, .. }) if p == path => {
-            Err(DataError::UnknownLayout { path: path.to_path_buf(), expected: LAYOUTS.into() })
-        }
-        other => Ok(Splits { train: other?, held_out: None }),
+        Err(DataError::EmptyFolder { path: p, .. }) if p == path => Err(DataError::UnknownLayout {
+            path: path.to_path_buf(),
+            expected: LAYOUTS.into(),
+        }),
+        other => Ok(Splits {
+            train: other?,
+            held_out: None,
+        }),
     }
 }

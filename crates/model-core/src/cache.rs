@@ -29,8 +29,12 @@ impl Default for Cache {
     fn default() -> Self {
         let root = std::env::var_os(CACHE_ENV)
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("nn-checklist")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/nn-checklist")))
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("nn-checklist"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/nn-checklist"))
+            })
             .unwrap_or_else(|| std::env::temp_dir().join("nn-checklist-cache"));
         Cache { root }
     }
@@ -58,11 +62,13 @@ impl Cache {
         let out = self.root.join(format!("{stem}-{}", &src_sha[..16]));
         let sidecar = sidecar_path(&out);
         if let (Ok(recorded), true) = (fs::read_to_string(&sidecar), out.is_file())
-            && sha256_file(&out)? == recorded.trim() {
-                return Ok(out);
-            }
+            && sha256_file(&out)? == recorded.trim()
+        {
+            return Ok(out);
+        }
         self.ensure_root()?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.root).map_err(|e| DataError::io(&self.root, e))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.root)
+            .map_err(|e| DataError::io(&self.root, e))?;
         let file = File::open(src).map_err(|e| DataError::io(src, e))?;
         let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::new(file));
         let mut hasher = Sha256::new();
@@ -90,7 +96,8 @@ impl Cache {
             w.flush().map_err(|e| DataError::io(&out, e))?;
         }
         let sha = hex::encode(hasher.finalize());
-        tmp.persist(&out).map_err(|e| DataError::io(&out, e.error))?;
+        tmp.persist(&out)
+            .map_err(|e| DataError::io(&out, e.error))?;
         write_atomic_in(&sidecar, format!("{sha}\n").as_bytes())?;
         Ok(out)
     }
@@ -116,11 +123,13 @@ impl Cache {
             .map_err(|e| DataError::io(&self.root, e))?;
         let file = File::open(src).map_err(|e| DataError::io(src, e))?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
-        archive.unpack(tmp.path()).map_err(|e| DataError::Decompress {
-            path: src.to_path_buf(),
-            offset: 0,
-            reason: format!("cannot extract the archive: {e}"),
-        })?;
+        archive
+            .unpack(tmp.path())
+            .map_err(|e| DataError::Decompress {
+                path: src.to_path_buf(),
+                offset: 0,
+                reason: format!("cannot extract the archive: {e}"),
+            })?;
         let mut lines = Vec::new();
         for rel in walk_files(tmp.path())? {
             let sha = sha256_file(&tmp.path().join(&rel))?;
@@ -160,15 +169,22 @@ fn sidecar_path(out: &Path) -> PathBuf {
 }
 
 fn file_stem_without(src: &Path, suffix: &str) -> String {
-    let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = src
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     name.strip_suffix(suffix).unwrap_or(&name).to_string()
 }
 
 fn verify_manifest(dir: &Path) -> Result<bool> {
-    let Ok(text) = fs::read_to_string(dir.join(MANIFEST)) else { return Ok(false) };
+    let Ok(text) = fs::read_to_string(dir.join(MANIFEST)) else {
+        return Ok(false);
+    };
     let mut listed = 0usize;
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let Some((sha, rel)) = line.split_once("  ") else { return Ok(false) };
+        let Some((sha, rel)) = line.split_once("  ") else {
+            return Ok(false);
+        };
         let path = dir.join(rel);
         if !path.is_file() || sha256_file(&path)? != sha {
             return Ok(false);
@@ -186,7 +202,9 @@ fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let abs = dir.join(&rel);
         for entry in fs::read_dir(&abs).map_err(|e| DataError::io(&abs, e))? {
             let entry = entry.map_err(|e| DataError::io(&abs, e))?;
-            let kind = entry.file_type().map_err(|e| DataError::io(&entry.path(), e))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| DataError::io(&entry.path(), e))?;
             let child = rel.join(entry.file_name());
             if kind.is_dir() {
                 stack.push(child);

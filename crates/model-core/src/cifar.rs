@@ -15,7 +15,11 @@ use crate::error::{DataError, Location, Result};
 use crate::loader::{LoadOptions, LoadStrategy};
 
 /// Shape of a CIFAR-10 image.
-pub const SHAPE: SampleShape = SampleShape { channels: 3, height: 32, width: 32 };
+pub const SHAPE: SampleShape = SampleShape {
+    channels: 3,
+    height: 32,
+    width: 32,
+};
 /// Bytes of one record: the label, then 3,072 pixel bytes.
 pub const RECORD: usize = 1 + 3 * 32 * 32;
 /// Number of CIFAR-10 classes.
@@ -23,10 +27,21 @@ pub const CLASSES: usize = 10;
 
 /// The class names in label order.
 pub fn class_names() -> Vec<String> {
-    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
 /// Writes samples (label, 3,072 `C x H x W` bytes) as CIFAR-10 binary records.
@@ -36,7 +51,10 @@ pub fn write_records<'a>(
 ) -> io::Result<()> {
     for (label, pixels) in samples {
         if pixels.len() != SHAPE.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a CIFAR-10 image is 3,072 bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a CIFAR-10 image is 3,072 bytes",
+            ));
         }
         w.write_all(&[label])?;
         w.write_all(pixels)?;
@@ -47,7 +65,10 @@ pub fn write_records<'a>(
 /// Checks a file's length and returns its record count.
 fn check_length(path: &Path, len: u64) -> Result<usize> {
     if len == 0 {
-        return Err(DataError::ZeroDimension { at: Location::new(path, 0), field: "record count" });
+        return Err(DataError::ZeroDimension {
+            at: Location::new(path, 0),
+            field: "record count",
+        });
     }
     let rem = len % RECORD as u64;
     if rem != 0 {
@@ -84,7 +105,9 @@ fn scan(paths: &[PathBuf], keep_pixels: bool) -> Result<(Vec<u8>, Vec<u8>, Vec<u
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut record = vec![0u8; RECORD];
         for r in 0..records {
-            reader.read_exact(&mut record).map_err(|e| DataError::io(path, e))?;
+            reader
+                .read_exact(&mut record)
+                .map_err(|e| DataError::io(path, e))?;
             labels.push(check_label(path, (r * RECORD) as u64, record[0])?);
             if keep_pixels {
                 pixels.extend_from_slice(&record[1..]);
@@ -106,7 +129,10 @@ pub struct CifarBinaryFiles {
 impl CifarBinaryFiles {
     fn locate(&self, index: usize) -> Result<(&Path, u64)> {
         if index >= self.len {
-            return Err(DataError::IndexOutOfRange { index, len: self.len });
+            return Err(DataError::IndexOutOfRange {
+                index,
+                len: self.len,
+            });
         }
         let k = self.files.partition_point(|&(_, first)| first <= index) - 1;
         let (path, first) = &self.files[k];
@@ -124,7 +150,8 @@ impl SampleSource for CifarBinaryFiles {
     fn read_into(&self, index: usize, out: &mut [u8]) -> Result<()> {
         let (path, offset) = self.locate(index)?;
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        file.read_exact_at(out, offset).map_err(|e| DataError::io(path, e))
+        file.read_exact_at(out, offset)
+            .map_err(|e| DataError::io(path, e))
     }
     fn read_many(&self, indices: &[usize], out: &mut [u8]) -> Result<()> {
         // One open per file per batch, one positioned read per record.
@@ -136,13 +163,17 @@ impl SampleSource for CifarBinaryFiles {
                 open = Some((path.to_path_buf(), file));
             }
             if let Some((_, file)) = &open {
-                file.read_exact_at(chunk, offset).map_err(|e| DataError::io(path, e))?;
+                file.read_exact_at(chunk, offset)
+                    .map_err(|e| DataError::io(path, e))?;
             }
         }
         Ok(())
     }
     fn describe(&self) -> String {
-        format!("{} CIFAR-10 binary file(s) read on demand", self.files.len())
+        format!(
+            "{} CIFAR-10 binary file(s) read on demand",
+            self.files.len()
+        )
     }
 }
 
@@ -151,12 +182,18 @@ impl SampleSource for CifarBinaryFiles {
 /// Labels are read and checked at once; pixels are read now (`LoadAll`) or on demand.
 pub fn open(name: &str, paths: &[PathBuf], options: &LoadOptions) -> Result<Dataset> {
     if paths.is_empty() {
-        return Err(DataError::InvalidRequest { what: "no CIFAR-10 binary files given".into() });
+        return Err(DataError::InvalidRequest {
+            what: "no CIFAR-10 binary files given".into(),
+        });
     }
     let load_all = options.strategy == LoadStrategy::LoadAll;
     let (labels, pixels, counts) = scan(paths, load_all)?;
     let source: Arc<dyn SampleSource> = if load_all {
-        Arc::new(InMemory::new(SHAPE, pixels, format!("{} CIFAR-10 binary file(s)", paths.len()))?)
+        Arc::new(InMemory::new(
+            SHAPE,
+            pixels,
+            format!("{} CIFAR-10 binary file(s)", paths.len()),
+        )?)
     } else {
         let mut first = 0;
         let files = paths
@@ -168,7 +205,9 @@ pub fn open(name: &str, paths: &[PathBuf], options: &LoadOptions) -> Result<Data
                 entry
             })
             .collect();
-        options.strategy.wrap(Arc::new(CifarBinaryFiles { files, len: first }))
+        options
+            .strategy
+            .wrap(Arc::new(CifarBinaryFiles { files, len: first }))
     };
     Dataset::new(name, class_names(), source, labels)
 }

@@ -25,7 +25,11 @@ pub struct SampleShape {
 
 impl SampleShape {
     pub fn new(channels: usize, height: usize, width: usize) -> Self {
-        SampleShape { channels, height, width }
+        SampleShape {
+            channels,
+            height,
+            width,
+        }
     }
 
     /// Bytes of one sample (`u8` per value).
@@ -46,7 +50,11 @@ impl SampleShape {
 
 impl fmt::Display for SampleShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}x{}x{} (CxHxW)", self.channels, self.height, self.width)
+        write!(
+            f,
+            "{}x{}x{} (CxHxW)",
+            self.channels, self.height, self.width
+        )
     }
 }
 
@@ -110,7 +118,11 @@ impl InMemory {
                 ),
             });
         }
-        Ok(InMemory { shape, pixels, origin: origin.into() })
+        Ok(InMemory {
+            shape,
+            pixels,
+            origin: origin.into(),
+        })
     }
 
     /// The pixels of every sample, back to back.
@@ -144,7 +156,11 @@ impl SampleSource for InMemory {
         self.pixels.len()
     }
     fn describe(&self) -> String {
-        format!("in memory ({} MiB, from {})", self.pixels.len() >> 20, self.origin)
+        format!(
+            "in memory ({} MiB, from {})",
+            self.pixels.len() >> 20,
+            self.origin
+        )
     }
 }
 
@@ -258,7 +274,10 @@ impl Dataset {
 
     /// The same samples read through another source (same indices into it, same labels).
     pub(crate) fn with_source(&self, source: Arc<dyn SampleSource>) -> Dataset {
-        Dataset { source, ..self.clone() }
+        Dataset {
+            source,
+            ..self.clone()
+        }
     }
 
     /// Samples per label.
@@ -273,7 +292,10 @@ impl Dataset {
     /// Reads sample `i`'s pixels into `out` (`shape().len()` bytes).
     pub fn read_sample(&self, i: usize, out: &mut [u8]) -> Result<()> {
         let len = self.len();
-        let &index = self.indices.get(i).ok_or(DataError::IndexOutOfRange { index: i, len })?;
+        let &index = self
+            .indices
+            .get(i)
+            .ok_or(DataError::IndexOutOfRange { index: i, len })?;
         self.source.read_into(index as usize, out)
     }
 
@@ -282,7 +304,10 @@ impl Dataset {
         let len = self.len();
         let mut source_indices = Vec::with_capacity(items.len());
         for &i in items {
-            let &index = self.indices.get(i).ok_or(DataError::IndexOutOfRange { index: i, len })?;
+            let &index = self
+                .indices
+                .get(i)
+                .ok_or(DataError::IndexOutOfRange { index: i, len })?;
             source_indices.push(index as usize);
         }
         self.source.read_many(&source_indices, out)
@@ -316,7 +341,10 @@ impl Dataset {
     pub fn stratified_indices(&self, n: usize, seed: u64) -> Result<Vec<usize>> {
         if n > self.len() {
             return Err(DataError::InvalidRequest {
-                what: format!("a stratified subset of {n} samples from a dataset of {}", self.len()),
+                what: format!(
+                    "a stratified subset of {n} samples from a dataset of {}",
+                    self.len()
+                ),
             });
         }
         let mut by_label: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
@@ -382,15 +410,33 @@ impl Dataset {
             }
         }
         let mean = |sum: &[u64], count: usize| -> Vec<f32> {
-            sum.iter().map(|&s| if count == 0 { 0.0 } else { (s as f64 / count as f64) as f32 }).collect()
+            sum.iter()
+                .map(|&s| {
+                    if count == 0 {
+                        0.0
+                    } else {
+                        (s as f64 / count as f64) as f32
+                    }
+                })
+                .collect()
         };
         let per_label = sums
             .iter()
             .zip(&counts)
             .enumerate()
-            .map(|(l, (s, &c))| MeanImage { label: Some(l as u8), count: c, shape, pixels: mean(s, c) })
+            .map(|(l, (s, &c))| MeanImage {
+                label: Some(l as u8),
+                count: c,
+                shape,
+                pixels: mean(s, c),
+            })
             .collect();
-        let overall = MeanImage { label: None, count: self.len(), shape, pixels: mean(&overall, self.len()) };
+        let overall = MeanImage {
+            label: None,
+            count: self.len(),
+            shape,
+            pixels: mean(&overall, self.len()),
+        };
         Ok(MeanImages { per_label, overall })
     }
 }

@@ -27,14 +27,24 @@ pub enum DeviceChoice {
 /// A device that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
-    #[error("device `{device}` is not built in: rebuild with `--features {device}` (e.g. `cargo run -p xtask --features {device} -- checklist ...`)")]
+    #[error(
+        "device `{device}` is not built in: rebuild with `--features {device}` (e.g. `cargo run -p xtask --features {device} -- checklist ...`)"
+    )]
     NotBuilt { device: DeviceChoice },
     #[error("device `{device}` is built in but cannot be used on this machine: {reason}")]
-    Unavailable { device: DeviceChoice, reason: String },
+    Unavailable {
+        device: DeviceChoice,
+        reason: String,
+    },
 }
 
 impl DeviceChoice {
-    pub const ALL: [DeviceChoice; 4] = [DeviceChoice::Flex, DeviceChoice::Wgpu, DeviceChoice::Vulkan, DeviceChoice::Cuda];
+    pub const ALL: [DeviceChoice; 4] = [
+        DeviceChoice::Flex,
+        DeviceChoice::Wgpu,
+        DeviceChoice::Vulkan,
+        DeviceChoice::Cuda,
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -70,10 +80,14 @@ impl DeviceChoice {
             DeviceChoice::Flex => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
             DeviceChoice::Wgpu => {
-                static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+                static WGPU: std::sync::OnceLock<Result<Device, String>> =
+                    std::sync::OnceLock::new();
                 WGPU.get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
                     .clone()
-                    .map_err(|reason| DeviceError::Unavailable { device: *self, reason })
+                    .map_err(|reason| DeviceError::Unavailable {
+                        device: *self,
+                        reason,
+                    })
             }
             #[cfg(feature = "vulkan")]
             DeviceChoice::Vulkan => Ok(Device::vulkan(burn::prelude::DeviceKind::DefaultDevice)),
@@ -99,14 +113,20 @@ fn probe(choice: DeviceChoice, device: &Device) -> Result<(), DeviceError> {
     std::panic::set_hook(hook);
     match result {
         Ok(sum) if sum == 4.0 => Ok(()),
-        Ok(sum) => Err(DeviceError::Unavailable { device: choice, reason: format!("1+1+1+1 computed as {sum}") }),
+        Ok(sum) => Err(DeviceError::Unavailable {
+            device: choice,
+            reason: format!("1+1+1+1 computed as {sum}"),
+        }),
         Err(panic) => {
             let reason = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "the backend panicked".into());
-            Err(DeviceError::Unavailable { device: choice, reason: reason.lines().next().unwrap_or("").to_string() })
+            Err(DeviceError::Unavailable {
+                device: choice,
+                reason: reason.lines().next().unwrap_or("").to_string(),
+            })
         }
     }
 }
@@ -124,7 +144,9 @@ impl FromStr for DeviceChoice {
         DeviceChoice::ALL
             .into_iter()
             .find(|d| d.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown device `{s}`; expected one of: flex, wgpu, vulkan, cuda"))
+            .ok_or_else(|| {
+                format!("unknown device `{s}`; expected one of: flex, wgpu, vulkan, cuda")
+            })
     }
 }
 
@@ -139,7 +161,11 @@ mod tests {
             assert_eq!(d.name().parse::<DeviceChoice>().unwrap(), d);
             if !d.is_built() {
                 let err = d.open().unwrap_err();
-                assert!(err.to_string().contains(&format!("--features {}", d.name())), "{err}");
+                assert!(
+                    err.to_string()
+                        .contains(&format!("--features {}", d.name())),
+                    "{err}"
+                );
             }
         }
         assert!("tpu".parse::<DeviceChoice>().is_err());

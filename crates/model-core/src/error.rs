@@ -27,18 +27,31 @@ pub struct Location {
 impl Location {
     /// A location in a plain file.
     pub fn new(path: impl Into<PathBuf>, offset: u64) -> Self {
-        Location { path: path.into(), offset, decompressed: false }
+        Location {
+            path: path.into(),
+            offset,
+            decompressed: false,
+        }
     }
 
     pub(crate) fn in_stream(path: &Path, offset: u64, decompressed: bool) -> Self {
-        Location { path: path.to_path_buf(), offset, decompressed }
+        Location {
+            path: path.to_path_buf(),
+            offset,
+            decompressed,
+        }
     }
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.decompressed {
-            write!(f, "{}: byte {} of the decompressed stream", self.path.display(), self.offset)
+            write!(
+                f,
+                "{}: byte {} of the decompressed stream",
+                self.path.display(),
+                self.offset
+            )
         } else {
             write!(f, "{}: byte {}", self.path.display(), self.offset)
         }
@@ -58,10 +71,18 @@ pub enum DataError {
     },
     /// A gzip file whose stream is corrupt or cut short.
     #[error("{}: corrupt gzip stream after {offset} decompressed bytes: {reason}", path.display())]
-    Decompress { path: PathBuf, offset: u64, reason: String },
+    Decompress {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// The file does not start with the magic number of the expected format.
     #[error("{at}: bad magic number {found}; expected {expected}")]
-    BadMagic { at: Location, expected: String, found: String },
+    BadMagic {
+        at: Location,
+        expected: String,
+        found: String,
+    },
     /// The file ends inside a header or inside a record.
     #[error("{at}: file ends here, truncated; expected {expected}")]
     Truncated { at: Location, expected: String },
@@ -83,10 +104,19 @@ pub enum DataError {
         images_path.display(),
         labels_path.display()
     )]
-    CountMismatch { images_path: PathBuf, images: u64, labels_path: PathBuf, labels: u64 },
+    CountMismatch {
+        images_path: PathBuf,
+        images: u64,
+        labels_path: PathBuf,
+        labels: u64,
+    },
     /// A label outside `0..classes`.
     #[error("{at}: label {label} is out of range; expected 0..{classes}")]
-    LabelOutOfRange { at: Location, label: u32, classes: usize },
+    LabelOutOfRange {
+        at: Location,
+        label: u32,
+        classes: usize,
+    },
     /// A size field of zero (no rows, no columns, no samples ...).
     #[error("{at}: {field} is 0; expected a positive size")]
     ZeroDimension { at: Location, field: &'static str },
@@ -102,11 +132,20 @@ pub enum DataError {
         path.display(),
         first.display()
     )]
-    ImageSizeMismatch { path: PathBuf, expected: SampleShape, found: SampleShape, first: PathBuf },
+    ImageSizeMismatch {
+        path: PathBuf,
+        expected: SampleShape,
+        found: SampleShape,
+        first: PathBuf,
+    },
     /// A cached, extracted or decompressed file that no longer matches its recorded checksum
     /// and could not be re-created.
     #[error("{}: checksum mismatch: expected sha256 {expected}, found {found}", path.display())]
-    Checksum { path: PathBuf, expected: String, found: String },
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     /// A path that is none of the dataset layouts this crate reads.
     #[error("{}: not a dataset; expected {expected}", path.display())]
     UnknownLayout { path: PathBuf, expected: String },
@@ -120,7 +159,10 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// The byte location of the problem, where the error has one.

@@ -43,7 +43,8 @@ impl FileBytes {
     fn read(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let mut raw = Vec::new();
-        file.read_to_end(&mut raw).map_err(|e| DataError::io(path, e))?;
+        file.read_to_end(&mut raw)
+            .map_err(|e| DataError::io(path, e))?;
         if raw.starts_with(&GZIP_MAGIC) {
             let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
             let mut bytes = Vec::new();
@@ -62,9 +63,17 @@ impl FileBytes {
                     }
                 }
             }
-            Ok(FileBytes { path: path.to_path_buf(), bytes, gz: true })
+            Ok(FileBytes {
+                path: path.to_path_buf(),
+                bytes,
+                gz: true,
+            })
         } else {
-            Ok(FileBytes { path: path.to_path_buf(), bytes: raw, gz: false })
+            Ok(FileBytes {
+                path: path.to_path_buf(),
+                bytes: raw,
+                gz: false,
+            })
         }
     }
 
@@ -74,21 +83,36 @@ impl FileBytes {
 }
 
 fn kind_name(magic: u32) -> &'static str {
-    if magic == IMAGES_MAGIC { "images (n x rows x cols)" } else { "labels (n)" }
+    if magic == IMAGES_MAGIC {
+        "images (n x rows x cols)"
+    } else {
+        "labels (n)"
+    }
 }
 
 fn dim_names(magic: u32) -> &'static [&'static str] {
-    if magic == IMAGES_MAGIC { &["image count", "rows", "columns"] } else { &["label count"] }
+    if magic == IMAGES_MAGIC {
+        &["image count", "rows", "columns"]
+    } else {
+        &["label count"]
+    }
 }
 
 /// Parses the header at the start of `bytes` (at least the header; the data may be absent) and
 /// checks the magic number, the header's length and that no size is zero.
-fn parse_header_fields(bytes: &[u8], at: &impl Fn(usize) -> Location, magic: u32) -> Result<IdxHeader> {
+fn parse_header_fields(
+    bytes: &[u8],
+    at: &impl Fn(usize) -> Location,
+    magic: u32,
+) -> Result<IdxHeader> {
     let ndims = (magic & 0xff) as usize;
     if bytes.len() < 4 {
         return Err(DataError::Truncated {
             at: at(bytes.len()),
-            expected: format!("a 4-byte IDX magic number 0x{magic:08x} ({})", kind_name(magic)),
+            expected: format!(
+                "a 4-byte IDX magic number 0x{magic:08x} ({})",
+                kind_name(magic)
+            ),
         });
     }
     let found = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -114,7 +138,10 @@ fn parse_header_fields(bytes: &[u8], at: &impl Fn(usize) -> Location, magic: u32
         .collect();
     for (k, &d) in dims.iter().enumerate() {
         if d == 0 {
-            return Err(DataError::ZeroDimension { at: at(4 + 4 * k), field: dim_names(magic)[k] });
+            return Err(DataError::ZeroDimension {
+                at: at(4 + 4 * k),
+                field: dim_names(magic)[k],
+            });
         }
     }
     Ok(IdxHeader { dims, header_len })
@@ -131,12 +158,19 @@ fn check_data_length(
     let record: u128 = dims[1..].iter().map(|&d| d as u128).product();
     let expected = dims[0] as u128 * record;
     let actual = data_len as u128;
-    let what = if magic == IMAGES_MAGIC { "image" } else { "label" };
+    let what = if magic == IMAGES_MAGIC {
+        "image"
+    } else {
+        "label"
+    };
     if actual < expected && !actual.is_multiple_of(record) {
         let whole = actual / record;
         return Err(DataError::Truncated {
             at: at(header.header_len + (whole * record) as usize),
-            expected: format!("{record} bytes for {what} {whole} of the {} declared", dims[0]),
+            expected: format!(
+                "{record} bytes for {what} {whole} of the {} declared",
+                dims[0]
+            ),
         });
     }
     if actual != expected {
@@ -154,7 +188,12 @@ fn check_data_length(
 /// Parses and checks the header of `bytes` (a whole IDX file's content).
 fn parse_header(bytes: &[u8], at: impl Fn(usize) -> Location, magic: u32) -> Result<IdxHeader> {
     let header = parse_header_fields(bytes, &at, magic)?;
-    check_data_length(&header, (bytes.len() - header.header_len) as u64, &at, magic)?;
+    check_data_length(
+        &header,
+        (bytes.len() - header.header_len) as u64,
+        &at,
+        magic,
+    )?;
     Ok(header)
 }
 
@@ -201,7 +240,10 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<u8>> {
 pub fn write_images(mut w: impl Write, rows: usize, cols: usize, pixels: &[u8]) -> io::Result<()> {
     let plane = rows * cols;
     if plane == 0 || !pixels.len().is_multiple_of(plane) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "pixels are not whole images"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "pixels are not whole images",
+        ));
     }
     let to_u32 = |v: usize| {
         u32::try_from(v).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size over u32"))
@@ -237,7 +279,8 @@ impl IdxImagesFile {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
         let mut head = vec![0u8; 16.min(len as usize)];
-        file.read_exact_at(&mut head, 0).map_err(|e| DataError::io(path, e))?;
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| DataError::io(path, e))?;
         let at = |o: usize| Location::new(path, o as u64);
         let header = parse_header_fields(&head, &at, IMAGES_MAGIC)?;
         check_data_length(&header, len - header.header_len as u64, &at, IMAGES_MAGIC)?;
@@ -252,7 +295,10 @@ impl IdxImagesFile {
 
     fn read_with(&self, file: &File, index: usize, out: &mut [u8]) -> Result<()> {
         if index >= self.count {
-            return Err(DataError::IndexOutOfRange { index, len: self.count });
+            return Err(DataError::IndexOutOfRange {
+                index,
+                len: self.count,
+            });
         }
         let n = self.shape.len() as u64;
         file.read_exact_at(out, self.header_len + index as u64 * n)
@@ -338,25 +384,56 @@ fn check_counts(images: &Path, n_images: usize, labels: &Path, n_labels: usize) 
 fn uncompressed(path: &Path, cache: &Cache) -> Result<PathBuf> {
     let mut head = [0u8; 2];
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let n = file.read_at(&mut head, 0).map_err(|e| DataError::io(path, e))?;
-    if n == 2 && head == GZIP_MAGIC { cache.gunzip(path) } else { Ok(path.to_path_buf()) }
+    let n = file
+        .read_at(&mut head, 0)
+        .map_err(|e| DataError::io(path, e))?;
+    if n == 2 && head == GZIP_MAGIC {
+        cache.gunzip(path)
+    } else {
+        Ok(path.to_path_buf())
+    }
 }
 
 /// Errors found in the decompressed cache copy name the user's file, offsets in its stream.
 fn rename_path(e: DataError, cached: &Path, original: &Path) -> DataError {
     let fix = |at: Location| {
         if at.path == cached {
-            Location { path: original.to_path_buf(), offset: at.offset, decompressed: original != cached }
+            Location {
+                path: original.to_path_buf(),
+                offset: at.offset,
+                decompressed: original != cached,
+            }
         } else {
             at
         }
     };
     match e {
-        DataError::BadMagic { at, expected, found } => DataError::BadMagic { at: fix(at), expected, found },
-        DataError::Truncated { at, expected } => DataError::Truncated { at: fix(at), expected },
-        DataError::LengthMismatch { at, field, declared, expected_bytes, actual_bytes } => {
-            DataError::LengthMismatch { at: fix(at), field, declared, expected_bytes, actual_bytes }
-        }
+        DataError::BadMagic {
+            at,
+            expected,
+            found,
+        } => DataError::BadMagic {
+            at: fix(at),
+            expected,
+            found,
+        },
+        DataError::Truncated { at, expected } => DataError::Truncated {
+            at: fix(at),
+            expected,
+        },
+        DataError::LengthMismatch {
+            at,
+            field,
+            declared,
+            expected_bytes,
+            actual_bytes,
+        } => DataError::LengthMismatch {
+            at: fix(at),
+            field,
+            declared,
+            expected_bytes,
+            actual_bytes,
+        },
         DataError::ZeroDimension { at, field } => DataError::ZeroDimension { at: fix(at), field },
         other => other,
     }

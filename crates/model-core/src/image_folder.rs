@@ -43,15 +43,24 @@ pub fn list(root: &Path) -> Result<FolderListing> {
     if classes.is_empty() {
         return Err(DataError::EmptyFolder {
             path: root.to_path_buf(),
-            expected: "expected one sub-folder per class holding its images (root/<class>/<image>)".into(),
+            expected: "expected one sub-folder per class holding its images (root/<class>/<image>)"
+                .into(),
         });
     }
     if classes.len() > 256 {
         return Err(DataError::InvalidRequest {
-            what: format!("{}: {} classes; at most 256 are supported", root.display(), classes.len()),
+            what: format!(
+                "{}: {} classes; at most 256 are supported",
+                root.display(),
+                classes.len()
+            ),
         });
     }
-    let mut listing = FolderListing { class_names: Vec::new(), files: Vec::new(), labels: Vec::new() };
+    let mut listing = FolderListing {
+        class_names: Vec::new(),
+        files: Vec::new(),
+        labels: Vec::new(),
+    };
     for (label, (name, dir)) in classes.into_iter().enumerate() {
         let mut files = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
@@ -61,11 +70,18 @@ pub fn list(root: &Path) -> Result<FolderListing> {
             if file_name.starts_with('.') || path.is_dir() {
                 continue;
             }
-            let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+            let ext = path
+                .extension()
+                .map(|e| e.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
             if !EXTENSIONS.contains(&ext.as_str()) {
                 return Err(DataError::NotAnImage {
                     path,
-                    reason: if ext.is_empty() { "no file extension".into() } else { format!("extension .{ext}") },
+                    reason: if ext.is_empty() {
+                        "no file extension".into()
+                    } else {
+                        format!("extension .{ext}")
+                    },
                 });
             }
             files.push(path);
@@ -73,11 +89,14 @@ pub fn list(root: &Path) -> Result<FolderListing> {
         if files.is_empty() {
             return Err(DataError::EmptyFolder {
                 path: dir,
-                expected: "class folder holds no images; expected at least one PNG or JPEG file".into(),
+                expected: "class folder holds no images; expected at least one PNG or JPEG file"
+                    .into(),
             });
         }
         files.sort();
-        listing.labels.extend(std::iter::repeat_n(label as u8, files.len()));
+        listing
+            .labels
+            .extend(std::iter::repeat_n(label as u8, files.len()));
         listing.files.extend(files);
         listing.class_names.push(name);
     }
@@ -89,7 +108,10 @@ fn open_image(path: &Path) -> Result<DynamicImage> {
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
-    reader.decode().map_err(|e| DataError::NotAnImage { path: path.to_path_buf(), reason: e.to_string() })
+    reader.decode().map_err(|e| DataError::NotAnImage {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn shape_of(img: &DynamicImage, channels: usize) -> SampleShape {
@@ -131,12 +153,17 @@ impl ImageFiles {
     /// Image files that must all have the first file's size; the first file decides the channels
     /// (one for a grey image, three otherwise).
     pub fn new(files: Vec<PathBuf>) -> Result<Self> {
-        let first = files.first().ok_or_else(|| DataError::InvalidRequest { what: "no image files".into() })?;
+        let first = files.first().ok_or_else(|| DataError::InvalidRequest {
+            what: "no image files".into(),
+        })?;
         let img = open_image(first)?;
         let channels = if img.color().has_color() { 3 } else { 1 };
         let shape = shape_of(&img, channels);
         if shape.is_empty() {
-            return Err(DataError::NotAnImage { path: first.clone(), reason: "zero-sized image".into() });
+            return Err(DataError::NotAnImage {
+                path: first.clone(),
+                reason: "zero-sized image".into(),
+            });
         }
         Ok(ImageFiles { files, shape })
     }
@@ -155,10 +182,10 @@ impl SampleSource for ImageFiles {
         self.shape
     }
     fn read_into(&self, index: usize, out: &mut [u8]) -> Result<()> {
-        let path = self
-            .files
-            .get(index)
-            .ok_or(DataError::IndexOutOfRange { index, len: self.files.len() })?;
+        let path = self.files.get(index).ok_or(DataError::IndexOutOfRange {
+            index,
+            len: self.files.len(),
+        })?;
         let img = open_image(path)?;
         let found = shape_of(&img, self.shape.channels);
         if found != self.shape {
@@ -173,8 +200,15 @@ impl SampleSource for ImageFiles {
         Ok(())
     }
     fn describe(&self) -> String {
-        let dir = self.files[0].parent().and_then(|p| p.parent()).unwrap_or(Path::new("."));
-        format!("{} image files under {} decoded on demand", self.files.len(), dir.display())
+        let dir = self.files[0]
+            .parent()
+            .and_then(|p| p.parent())
+            .unwrap_or(Path::new("."));
+        format!(
+            "{} image files under {} decoded on demand",
+            self.files.len(),
+            dir.display()
+        )
     }
 }
 
@@ -183,7 +217,10 @@ fn decode_all(files: &ImageFiles) -> Result<InMemory> {
     let n = files.len();
     let sample = files.shape().len();
     let mut pixels = vec![0u8; n * sample];
-    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(16);
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .min(16);
     let per = n.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = pixels
@@ -199,7 +236,9 @@ fn decode_all(files: &ImageFiles) -> Result<InMemory> {
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| DataError::InvalidRequest { what: "an image decoder thread panicked".into() })??;
+            h.join().map_err(|_| DataError::InvalidRequest {
+                what: "an image decoder thread panicked".into(),
+            })??;
         }
         Ok::<(), DataError>(())
     })?;
@@ -226,6 +265,15 @@ pub fn open_files(
 /// Opens `root/<class>/<image>` as a dataset.
 pub fn open(root: &Path, options: &LoadOptions) -> Result<Dataset> {
     let listing = list(root)?;
-    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "images".into());
-    open_files(&name, listing.files, listing.labels, listing.class_names, options)
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "images".into());
+    open_files(
+        &name,
+        listing.files,
+        listing.labels,
+        listing.class_names,
+        options,
+    )
 }

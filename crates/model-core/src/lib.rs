@@ -47,8 +47,10 @@ pub mod train;
 
 pub use batch::{Batch, Batcher, HostBatch, Normalization, epoch_order};
 pub use cache::Cache;
+pub use dataset::{
+    Dataset, DatasetSummary, InMemory, MeanImage, MeanImages, SampleShape, SampleSource,
+};
 pub use device::{DeviceChoice, DeviceError};
-pub use dataset::{Dataset, DatasetSummary, InMemory, MeanImage, MeanImages, SampleShape, SampleSource};
 pub use error::{DataError, Location};
 pub use loader::{CachedSource, LoadOptions, LoadStrategy};
 pub use report::{Finding, Report, RunInfo, Step, StepReport, ToolInfo, Verdict, write_atomic};

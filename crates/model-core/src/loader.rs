@@ -34,7 +34,9 @@ impl LoadStrategy {
     /// [`Dataset::with_strategy`]), which decode everything at once; here it returns the source.
     pub fn wrap(self, source: Arc<dyn SampleSource>) -> Arc<dyn SampleSource> {
         match self {
-            LoadStrategy::OnDemandCached { capacity } => Arc::new(CachedSource::new(source, capacity)),
+            LoadStrategy::OnDemandCached { capacity } => {
+                Arc::new(CachedSource::new(source, capacity))
+            }
             _ => source,
         }
     }
@@ -68,14 +70,20 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { strategy: LoadStrategy::LoadAll, cache: Cache::default() }
+        LoadOptions {
+            strategy: LoadStrategy::LoadAll,
+            cache: Cache::default(),
+        }
     }
 }
 
 impl LoadOptions {
     /// Options with `strategy` and the default cache.
     pub fn new(strategy: LoadStrategy) -> Self {
-        LoadOptions { strategy, ..Default::default() }
+        LoadOptions {
+            strategy,
+            ..Default::default()
+        }
     }
 
     /// The same options with another cache.
@@ -96,14 +104,24 @@ impl Dataset {
                 let shape = self.shape();
                 let mut pixels = vec![0u8; shape.len() * self.len()];
                 let items: Vec<usize> = (0..self.len()).collect();
-                for (chunk, out) in items.chunks(1024).zip(pixels.chunks_mut(shape.len() * 1024)) {
+                for (chunk, out) in items
+                    .chunks(1024)
+                    .zip(pixels.chunks_mut(shape.len() * 1024))
+                {
                     self.read_samples(chunk, out)?;
                 }
                 let source = InMemory::new(shape, pixels, self.source().describe())?;
-                Dataset::new(self.name(), self.class_names().to_vec(), Arc::new(source), self.labels().to_vec())
+                Dataset::new(
+                    self.name(),
+                    self.class_names().to_vec(),
+                    Arc::new(source),
+                    self.labels().to_vec(),
+                )
             }
             LoadStrategy::OnDemandNoCache => Ok(self.clone()),
-            LoadStrategy::OnDemandCached { .. } => Ok(self.with_source(strategy.wrap(self.source().clone()))),
+            LoadStrategy::OnDemandCached { .. } => {
+                Ok(self.with_source(strategy.wrap(self.source().clone())))
+            }
         }
     }
 }
@@ -149,7 +167,10 @@ impl CachedSource {
 
     /// (hits, misses) so far.
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -182,9 +203,10 @@ impl SampleSource for CachedSource {
                 return Ok(()); // another thread cached it meanwhile
             }
             if lru.entries.len() >= self.capacity
-                && let Some((_, oldest)) = lru.order.pop_first() {
-                    lru.entries.remove(&oldest);
-                }
+                && let Some((_, oldest)) = lru.order.pop_first()
+            {
+                lru.entries.remove(&oldest);
+            }
             lru.tick += 1;
             let tick = lru.tick;
             lru.entries.insert(index, (tick, out.to_vec()));
@@ -212,11 +234,13 @@ impl SampleSource for CachedSource {
                 }
             }
         }
-        self.hits.fetch_add((indices.len() - missed.len()) as u64, Ordering::Relaxed);
+        self.hits
+            .fetch_add((indices.len() - missed.len()) as u64, Ordering::Relaxed);
         if missed.is_empty() {
             return Ok(());
         }
-        self.misses.fetch_add(missed.len() as u64, Ordering::Relaxed);
+        self.misses
+            .fetch_add(missed.len() as u64, Ordering::Relaxed);
         let miss_indices: Vec<usize> = missed.iter().map(|&k| indices[k]).collect();
         let mut buffer = vec![0u8; n * missed.len()];
         self.inner.read_many(&miss_indices, &mut buffer)?;
@@ -244,6 +268,10 @@ impl SampleSource for CachedSource {
         lru.entries.len() * self.inner.shape().len()
     }
     fn describe(&self) -> String {
-        format!("{}, behind a cache of {} samples", self.inner.describe(), self.capacity)
+        format!(
+            "{}, behind a cache of {} samples",
+            self.inner.describe(),
+            self.capacity
+        )
     }
 }

@@ -59,7 +59,13 @@ pub enum Step {
 
 impl Step {
     /// Every step, in checklist order.
-    pub const ALL: [Step; 5] = [Step::Data, Step::Weights, Step::Timings, Step::Gradients, Step::Results];
+    pub const ALL: [Step; 5] = [
+        Step::Data,
+        Step::Weights,
+        Step::Timings,
+        Step::Gradients,
+        Step::Results,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -92,9 +98,14 @@ impl fmt::Display for Step {
 impl std::str::FromStr for Step {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Step::ALL.into_iter().find(|step| step.as_str() == s).ok_or_else(|| {
-            format!("unknown step `{s}`; expected one of data, weights, timings, gradients, results")
-        })
+        Step::ALL
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown step `{s}`; expected one of data, weights, timings, gradients, results"
+                )
+            })
     }
 }
 
@@ -203,7 +214,14 @@ pub struct Report {
 impl Report {
     /// A report of `run` with no steps yet.
     pub fn new(tool: ToolInfo, run: RunInfo) -> Self {
-        Report { schema_version: SCHEMA_VERSION, tool, run, verdict: Verdict::Pass, steps: Vec::new(), datasets: Vec::new() }
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool,
+            run,
+            verdict: Verdict::Pass,
+            steps: Vec::new(),
+            datasets: Vec::new(),
+        }
     }
 
     /// Adds a step's report; the run's verdict becomes the worst seen.
@@ -233,14 +251,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     // A temporary file is private (0600); a report is an ordinary file (0644 before umask).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -251,7 +276,11 @@ mod finite_or_null {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -270,6 +299,8 @@ mod finite_map {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
         let m = BTreeMap::<String, Option<f64>>::deserialize(d)?;
-        Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
+        Ok(m.into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+            .collect())
     }
 }

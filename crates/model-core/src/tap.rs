@@ -135,7 +135,11 @@ pub struct LayerTrace {
 impl LayerTrace {
     /// Forward plus backward time of every layer, the tail included.
     pub fn total_seconds(&self) -> f64 {
-        self.layers.iter().map(|l| l.forward_seconds + l.backward_seconds).sum::<f64>() + self.tail_backward_seconds
+        self.layers
+            .iter()
+            .map(|l| l.forward_seconds + l.backward_seconds)
+            .sum::<f64>()
+            + self.tail_backward_seconds
     }
 
     /// The layer named `name`.
@@ -169,7 +173,11 @@ impl PendingStats {
     }
 
     fn part_len(&self) -> usize {
-        if self.partial.is_some() { 4 } else { self.blob.dims()[0] }
+        if self.partial.is_some() {
+            4
+        } else {
+            self.blob.dims()[0]
+        }
     }
 }
 
@@ -179,15 +187,30 @@ fn pending(blob: Tensor<1>) -> Option<PendingStats> {
         return None;
     }
     if n <= HOST_REDUCED_MAX {
-        return Some(PendingStats { blob, partial: None });
+        return Some(PendingStats {
+            blob,
+            partial: None,
+        });
     }
-    let partial = Tensor::cat(vec![blob.clone().min(), blob.clone().max(), blob.clone().sum(), blob.clone().abs().sum()], 0);
-    Some(PendingStats { blob, partial: Some(partial) })
+    let partial = Tensor::cat(
+        vec![
+            blob.clone().min(),
+            blob.clone().max(),
+            blob.clone().sum(),
+            blob.clone().abs().sum(),
+        ],
+        0,
+    );
+    Some(PendingStats {
+        blob,
+        partial: Some(partial),
+    })
 }
 
 /// Statistics of values on the host, in one pass.
 fn host_stats(values: &[f32]) -> BlobStats {
-    let (mut min, mut max, mut sum, mut abs, mut nan, mut inf) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0f64, 0u64, 0u64);
+    let (mut min, mut max, mut sum, mut abs, mut nan, mut inf) =
+        (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0f64, 0u64, 0u64);
     for &v in values {
         if v.is_nan() {
             nan += 1;
@@ -202,11 +225,23 @@ fn host_stats(values: &[f32]) -> BlobStats {
         abs += v.abs() as f64;
     }
     let count = values.len();
-    let (mean, mean_abs) = if nan > 0 { (f32::NAN, f32::NAN) } else { ((sum / count as f64) as f32, (abs / count as f64) as f32) };
+    let (mean, mean_abs) = if nan > 0 {
+        (f32::NAN, f32::NAN)
+    } else {
+        ((sum / count as f64) as f32, (abs / count as f64) as f32)
+    };
     if nan as usize == count {
         (min, max) = (f32::NAN, f32::NAN);
     }
-    BlobStats { count, min, max, mean, mean_abs, nan, inf }
+    BlobStats {
+        count,
+        min,
+        max,
+        mean,
+        mean_abs,
+        nan,
+        inf,
+    }
 }
 
 /// Reads every pending statistic in one go (and counts NaN and Inf on the device where a large
@@ -216,8 +251,9 @@ fn resolve(pending: Vec<Option<PendingStats>>) -> Vec<Option<BlobStats>> {
     if present.is_empty() {
         return pending.iter().map(|_| None).collect();
     }
-    let values: Vec<f32> =
-        Tensor::cat(present.iter().map(|p| p.part()).collect(), 0).try_into_vec_as::<f32>().unwrap_or_default();
+    let values: Vec<f32> = Tensor::cat(present.iter().map(|p| p.part()).collect(), 0)
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(pending.len());
     let mut at = 0;
     for p in &pending {
@@ -241,12 +277,18 @@ fn resolve(pending: Vec<Option<PendingStats>>) -> Vec<Option<BlobStats>> {
             (0, 0)
         } else {
             let counts = Tensor::cat(
-                vec![p.blob.clone().is_nan().float().sum(), p.blob.clone().is_inf().float().sum()],
+                vec![
+                    p.blob.clone().is_nan().float().sum(),
+                    p.blob.clone().is_inf().float().sum(),
+                ],
                 0,
             )
             .try_into_vec_as::<f32>()
             .unwrap_or_default();
-            (counts.first().copied().unwrap_or(0.0) as u64, counts.get(1).copied().unwrap_or(0.0) as u64)
+            (
+                counts.first().copied().unwrap_or(0.0) as u64,
+                counts.get(1).copied().unwrap_or(0.0) as u64,
+            )
         };
         out.push(Some(BlobStats {
             count,
@@ -301,7 +343,10 @@ pub struct Tap {
 
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tap").field("detail", &self.detail).field("layers", &self.segments.len()).finish()
+        f.debug_struct("Tap")
+            .field("detail", &self.detail)
+            .field("layers", &self.segments.len())
+            .finish()
     }
 }
 
@@ -314,7 +359,13 @@ impl Default for Tap {
 impl Tap {
     /// A tap that records `detail`.
     pub fn new(detail: TapDetail) -> Self {
-        Tap { detail, segments: Vec::new(), device: None, head_diff: 1.0, delay: None }
+        Tap {
+            detail,
+            segments: Vec::new(),
+            device: None,
+            head_diff: 1.0,
+            delay: None,
+        }
     }
 
     /// A tap that records nothing: the model's plain forward.
@@ -350,7 +401,9 @@ impl Tap {
             return;
         }
         self.device.get_or_insert_with(|| images.device());
-        let data = (self.detail == TapDetail::Full).then(|| pending(flat(images.clone().inner()))).flatten();
+        let data = (self.detail == TapDetail::Full)
+            .then(|| pending(flat(images.clone().inner())))
+            .flatten();
         self.segments.push(Segment {
             name: name.to_string(),
             owns: Vec::new(),
@@ -405,12 +458,13 @@ impl Tap {
         let forward_seconds = started.elapsed().as_secs_f64();
 
         let output_shape = out.dims().to_vec();
-        let data = (self.detail == TapDetail::Full).then(|| pending(flat(out.clone().inner()))).flatten();
+        let data = (self.detail == TapDetail::Full)
+            .then(|| pending(flat(out.clone().inner())))
+            .flatten();
         let (next, output, leaf_grad) = if out.is_tracked() {
             let leaf = out.clone().detach().require_grad();
             let handle = leaf.clone();
-            let grab: LeafGrad =
-                Box::new(move |grads| handle.grad_remove(grads).map(flat));
+            let grab: LeafGrad = Box::new(move |grads| handle.grad_remove(grads).map(flat));
             (leaf, Some(flat(out)), Some(grab))
         } else {
             (out, None, None)
@@ -450,7 +504,9 @@ impl Tap {
         let out = f(x);
         let _ = device.sync();
         let forward_seconds = started.elapsed().as_secs_f64();
-        let data = (self.detail == TapDetail::Full).then(|| pending(out.clone().inner())).flatten();
+        let data = (self.detail == TapDetail::Full)
+            .then(|| pending(out.clone().inner()))
+            .flatten();
         self.segments.push(Segment {
             name: name.to_string(),
             owns: vec![name.to_string()],
@@ -475,7 +531,11 @@ impl Tap {
         weight: f32,
         model: &M,
     ) -> (GradientsParams, Option<LayerTrace>) {
-        let top = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
+        let top = if weight == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(weight)
+        };
         self.head_diff = weight;
         let result = self.backward(top, model);
         self.head_diff = 1.0;
@@ -507,7 +567,11 @@ impl Tap {
     /// Runs the backward pass from `top` (a loss, already scaled by its loss weight) and returns
     /// the parameter gradients and, when the tap is on, the iteration's trace. The tap is empty
     /// again afterwards, ready for the next iteration.
-    pub fn backward<M: Module>(&mut self, top: Tensor<1>, model: &M) -> (GradientsParams, Option<LayerTrace>) {
+    pub fn backward<M: Module>(
+        &mut self,
+        top: Tensor<1>,
+        model: &M,
+    ) -> (GradientsParams, Option<LayerTrace>) {
         if !self.is_on() {
             return (GradientsParams::from_grads(top.backward(), model), None);
         }
@@ -526,7 +590,11 @@ impl Tap {
         }
 
         for i in (0..n).rev() {
-            let diff = if self.detail == TapDetail::Full { self.segments[i].diff.clone() } else { self.segments[i].diff.take() };
+            let diff = if self.detail == TapDetail::Full {
+                self.segments[i].diff.clone()
+            } else {
+                self.segments[i].diff.take()
+            };
             let (Some(output), Some(diff)) = (self.segments[i].output.take(), diff) else {
                 continue;
             };
@@ -550,13 +618,29 @@ impl Tap {
         self.take_trace(model, None, 0.0)
     }
 
-    fn take_trace<M: Module>(&mut self, model: &M, grads: Option<&GradientsParams>, tail: f64) -> LayerTrace {
+    fn take_trace<M: Module>(
+        &mut self,
+        model: &M,
+        grads: Option<&GradientsParams>,
+        tail: f64,
+    ) -> LayerTrace {
         let segments = std::mem::take(&mut self.segments);
         let full = self.detail == TapDetail::Full;
 
-        let mut visitor = ParamVisitor { stack: Vec::new(), containers: Vec::new(), grads, full, params: Vec::new(), stats: Vec::new() };
+        let mut visitor = ParamVisitor {
+            stack: Vec::new(),
+            containers: Vec::new(),
+            grads,
+            full,
+            params: Vec::new(),
+            stats: Vec::new(),
+        };
         model.visit(&mut visitor);
-        let ParamVisitor { params: mut param_records, stats: param_stats, .. } = visitor;
+        let ParamVisitor {
+            params: mut param_records,
+            stats: param_stats,
+            ..
+        } = visitor;
 
         // One read for every statistic of the iteration.
         let mut all: Vec<Option<PendingStats>> = Vec::new();
@@ -599,11 +683,18 @@ impl Tap {
             p.grad = resolved.next().flatten();
             p.layer = owners
                 .iter()
-                .filter(|(prefix, _)| p.name.starts_with(prefix.as_str()) && p.name[prefix.len()..].starts_with('.'))
+                .filter(|(prefix, _)| {
+                    p.name.starts_with(prefix.as_str()) && p.name[prefix.len()..].starts_with('.')
+                })
                 .max_by_key(|(prefix, _)| prefix.len())
                 .map(|(_, layer)| layer.clone());
         }
-        LayerTrace { detail: self.detail, layers, params: param_records, tail_backward_seconds: tail }
+        LayerTrace {
+            detail: self.detail,
+            layers,
+            params: param_records,
+            tail_backward_seconds: tail,
+        }
     }
 }
 
@@ -639,7 +730,10 @@ impl ModuleVisitor for ParamVisitor<'_> {
         } else {
             let field = self.stack.last().map(String::as_str).unwrap_or("");
             let running_stat = field.starts_with("running_")
-                && self.containers.last().is_some_and(|c| c.ends_with(":BatchNorm"));
+                && self
+                    .containers
+                    .last()
+                    .is_some_and(|c| c.ends_with(":BatchNorm"));
             !running_stat
         };
         if !trainable {
@@ -654,7 +748,11 @@ impl ModuleVisitor for ParamVisitor<'_> {
         });
         if self.full {
             self.stats.push(pending(flat(param.val().inner())));
-            self.stats.push(self.grads.and_then(|g| g.get::<D>(param.id)).and_then(|g| pending(flat(g))));
+            self.stats.push(
+                self.grads
+                    .and_then(|g| g.get::<D>(param.id))
+                    .and_then(|g| pending(flat(g))),
+            );
         } else {
             self.stats.push(None);
             self.stats.push(None);
@@ -664,15 +762,29 @@ impl ModuleVisitor for ParamVisitor<'_> {
 
 /// The trainable parameters of `model`: module path and shape, in visiting order.
 pub fn param_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
-    let mut visitor = ParamVisitor { stack: Vec::new(), containers: Vec::new(), grads: None, full: false, params: Vec::new(), stats: Vec::new() };
+    let mut visitor = ParamVisitor {
+        stack: Vec::new(),
+        containers: Vec::new(),
+        grads: None,
+        full: false,
+        params: Vec::new(),
+        stats: Vec::new(),
+    };
     model.visit(&mut visitor);
-    visitor.params.into_iter().map(|p| (p.name, p.shape)).collect()
+    visitor
+        .params
+        .into_iter()
+        .map(|p| (p.name, p.shape))
+        .collect()
 }
 
 /// The number of trainable values in `model` (batch norm's running statistics excluded, unlike
 /// Burn's `num_params`).
 pub fn trainable_param_count<M: Module>(model: &M) -> usize {
-    param_shapes(model).iter().map(|(_, shape)| shape.iter().product::<usize>()).sum()
+    param_shapes(model)
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum()
 }
 
 #[cfg(test)]

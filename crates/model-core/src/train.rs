@@ -54,40 +54,80 @@ use crate::tap::{LayerTrace, Tap, TapDetail};
 pub enum OptimizerChoice {
     /// SGD with (PyTorch/Caffe-style, undampened) momentum and L2 weight decay.
     Sgd { momentum: f64, weight_decay: f32 },
-    Adam { beta_1: f32, beta_2: f32, epsilon: f32, weight_decay: f32 },
-    RmsProp { alpha: f32, momentum: f32, epsilon: f32, weight_decay: f32 },
+    Adam {
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    },
+    RmsProp {
+        alpha: f32,
+        momentum: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    },
 }
 
 impl OptimizerChoice {
     /// SGD with `momentum`, no weight decay.
     pub fn sgd(momentum: f64) -> Self {
-        OptimizerChoice::Sgd { momentum, weight_decay: 0.0 }
+        OptimizerChoice::Sgd {
+            momentum,
+            weight_decay: 0.0,
+        }
     }
 
     /// Adam with the usual betas (0.9, 0.999) and epsilon 1e-8.
     pub fn adam() -> Self {
-        OptimizerChoice::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 }
+        OptimizerChoice::Adam {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 
     /// RMSProp with alpha 0.99, no momentum, epsilon 1e-8.
     pub fn rms_prop() -> Self {
-        OptimizerChoice::RmsProp { alpha: 0.99, momentum: 0.0, epsilon: 1e-8, weight_decay: 0.0 }
+        OptimizerChoice::RmsProp {
+            alpha: 0.99,
+            momentum: 0.0,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 
     fn init(&self) -> ModuleOptimizer {
         let decay = |w: f32| (w > 0.0).then(|| WeightDecayConfig::new(w));
         match *self {
-            OptimizerChoice::Sgd { momentum, weight_decay } => SgdConfig::new()
-                .with_momentum((momentum > 0.0).then(|| MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)))
+            OptimizerChoice::Sgd {
+                momentum,
+                weight_decay,
+            } => SgdConfig::new()
+                .with_momentum((momentum > 0.0).then(|| {
+                    MomentumConfig::new()
+                        .with_momentum(momentum)
+                        .with_dampening(0.0)
+                }))
                 .with_weight_decay(decay(weight_decay))
                 .init(),
-            OptimizerChoice::Adam { beta_1, beta_2, epsilon, weight_decay } => AdamConfig::new()
+            OptimizerChoice::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+                weight_decay,
+            } => AdamConfig::new()
                 .with_beta_1(beta_1)
                 .with_beta_2(beta_2)
                 .with_epsilon(epsilon)
                 .with_weight_decay(decay(weight_decay))
                 .init(),
-            OptimizerChoice::RmsProp { alpha, momentum, epsilon, weight_decay } => RmsPropConfig::new()
+            OptimizerChoice::RmsProp {
+                alpha,
+                momentum,
+                epsilon,
+                weight_decay,
+            } => RmsPropConfig::new()
                 .with_alpha(alpha)
                 .with_momentum(momentum)
                 .with_epsilon(epsilon)
@@ -103,9 +143,15 @@ impl OptimizerChoice {
 pub enum LrSchedule {
     Fixed,
     /// Multiplied by `gamma` every `step_size` iterations (Caffe's `step`).
-    Step { step_size: usize, gamma: f64 },
+    Step {
+        step_size: usize,
+        gamma: f64,
+    },
     /// Cosine annealing from the base rate to `min_lr` over `total` iterations.
-    Cosine { total: usize, min_lr: f64 },
+    Cosine {
+        total: usize,
+        min_lr: f64,
+    },
 }
 
 impl LrSchedule {
@@ -113,7 +159,9 @@ impl LrSchedule {
     pub fn lr(&self, base: f64, iteration: usize) -> f64 {
         match *self {
             LrSchedule::Fixed => base,
-            LrSchedule::Step { step_size, gamma } => base * gamma.powi((iteration / step_size.max(1)) as i32),
+            LrSchedule::Step { step_size, gamma } => {
+                base * gamma.powi((iteration / step_size.max(1)) as i32)
+            }
             LrSchedule::Cosine { total, min_lr } => {
                 let t = (iteration as f64 / total.max(1) as f64).min(1.0);
                 min_lr + (base - min_lr) * 0.5 * (1.0 + (PI * t).cos())
@@ -202,7 +250,10 @@ impl TrainConfig {
 
     /// Adds a learning-rate multiplier for the parameters matching `pattern`.
     pub fn with_lr_mult(mut self, pattern: impl Into<String>, mult: f64) -> Self {
-        self.lr_mults.push(LrMult { pattern: pattern.into(), mult });
+        self.lr_mults.push(LrMult {
+            pattern: pattern.into(),
+            mult,
+        });
         self
     }
 
@@ -364,11 +415,19 @@ impl<M: Classifier> Trainer<M> {
     /// Invalid `lr_mults` patterns are reported by the first [`Trainer::step`] as
     /// [`TrainError::Config`].
     pub fn new(model: M, config: TrainConfig, device: &Device) -> Self {
-        let device = if device.is_autodiff() { device.clone() } else { device.clone().autodiff() };
+        let device = if device.is_autodiff() {
+            device.clone()
+        } else {
+            device.clone().autodiff()
+        };
         // `train` applies each parameter's configured gradient requirement on the autodiff
         // device: a model built on a plain device (or taken from `valid()`) trains too.
         let model = model.fork(&device).train();
-        let batcher = Batcher::new(config.batch_size.max(1), config.seed, config.normalization.clone());
+        let batcher = Batcher::new(
+            config.batch_size.max(1),
+            config.seed,
+            config.normalization.clone(),
+        );
         Trainer {
             model: Some(model),
             optimizer: config.optimizer.init(),
@@ -381,11 +440,15 @@ impl<M: Classifier> Trainer<M> {
     }
 
     pub fn model(&self) -> &M {
-        self.model.as_ref().expect("the model is always put back after a step")
+        self.model
+            .as_ref()
+            .expect("the model is always put back after a step")
     }
 
     pub fn into_model(mut self) -> M {
-        self.model.take().expect("the model is always put back after a step")
+        self.model
+            .take()
+            .expect("the model is always put back after a step")
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -454,7 +517,9 @@ impl<M: Classifier> Trainer<M> {
             .map(|m| {
                 ParamGroup::from_regex(&m.pattern)
                     .map(|g| (g, m.mult))
-                    .map_err(|e| TrainError::Config { what: format!("lr_mult pattern `{}`: {e:?}", m.pattern) })
+                    .map_err(|e| TrainError::Config {
+                        what: format!("lr_mult pattern `{}`: {e:?}", m.pattern),
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(())
@@ -475,8 +540,15 @@ impl<M: Classifier> Trainer<M> {
         let data_seconds = data_seconds + started.elapsed().as_secs_f64();
         let started = Instant::now();
 
-        let model = self.model.take().expect("the model is always put back after a step");
-        let detail = if self.iteration.is_multiple_of(self.config.tap_every.max(1)) { self.config.tap } else { TapDetail::Off };
+        let model = self
+            .model
+            .take()
+            .expect("the model is always put back after a step");
+        let detail = if self.iteration.is_multiple_of(self.config.tap_every.max(1)) {
+            self.config.tap
+        } else {
+            TapDetail::Off
+        };
         let mut tap = Tap::new(detail);
         if let Some((layer, seconds)) = &self.config.planted_delay {
             tap = tap.with_delay(layer, *seconds);
@@ -485,7 +557,9 @@ impl<M: Classifier> Trainer<M> {
         let logits = model.forward_tapped(tensors.images, &mut tap);
         let criterion = CrossEntropyLossConfig::new().init(&self.device);
         let labels = tensors.labels;
-        let loss = tap.loss("loss", "SoftmaxWithLoss", logits, |logits| criterion.forward(logits, labels));
+        let loss = tap.loss("loss", "SoftmaxWithLoss", logits, |logits| {
+            criterion.forward(logits, labels)
+        });
         let loss_value = loss.clone();
         if !loss.is_tracked() {
             self.model = Some(model);
@@ -494,7 +568,10 @@ impl<M: Classifier> Trainer<M> {
             });
         }
         let (grads, trace) = tap.backward_weighted(loss, self.config.loss_weight, &model);
-        let loss_value: f32 = loss_value.inner().try_into_scalar::<f32>().unwrap_or(f32::NAN);
+        let loss_value: f32 = loss_value
+            .inner()
+            .try_into_scalar::<f32>()
+            .unwrap_or(f32::NAN);
         let seconds = started.elapsed().as_secs_f64() + data_seconds;
 
         let lr = self.config.schedule.lr(self.config.lr, self.iteration);
@@ -510,7 +587,10 @@ impl<M: Classifier> Trainer<M> {
         });
         if !loss_value.is_finite() {
             self.model = Some(model);
-            return Err(TrainError::Diverged { iteration: self.iteration, loss: loss_value });
+            return Err(TrainError::Diverged {
+                iteration: self.iteration,
+                loss: loss_value,
+            });
         }
 
         let grads = match self.config.clipping {
@@ -529,13 +609,22 @@ impl<M: Classifier> Trainer<M> {
         self.model = Some(model);
         self.iteration += 1;
 
-        if let (Some(every), Some(dir)) = (self.config.checkpoint_every, &self.config.checkpoint_dir)
+        if let (Some(every), Some(dir)) =
+            (self.config.checkpoint_every, &self.config.checkpoint_dir)
             && self.iteration.is_multiple_of(every)
         {
             let path = dir.join(format!("{}-iter{}", self.model().name(), self.iteration));
             self.save_checkpoint(&path)?;
         }
-        Ok((StepOutcome { loss: loss_value, trace, seconds, optimizer_seconds }, control))
+        Ok((
+            StepOutcome {
+                loss: loss_value,
+                trace,
+                seconds,
+                optimizer_seconds,
+            },
+            control,
+        ))
     }
 
     /// Trains for `iterations` iterations over seeded, shuffled epochs of `train`.
@@ -547,14 +636,18 @@ impl<M: Classifier> Trainer<M> {
     ) -> Result<FitSummary, TrainError> {
         self.check_input(train)?;
         if train.is_empty() {
-            return Err(TrainError::Config { what: format!("dataset `{}` is empty", train.name()) });
+            return Err(TrainError::Config {
+                what: format!("dataset `{}` is empty", train.name()),
+            });
         }
         let per_epoch = self.iterations_per_epoch(train);
         let bar = if self.config.progress {
             let bar = ProgressBar::new(iterations as u64);
             bar.set_style(
-                ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{prefix} {bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]",
+                )
+                .expect("valid template"),
             );
             bar.set_prefix(format!("training {}", self.model().name()));
             bar
@@ -626,19 +719,29 @@ impl<M: Classifier> Trainer<M> {
     /// uses its running statistics, dropout is off, no autodiff).
     pub fn evaluate(&self, dataset: &Dataset) -> Result<Evaluation, TrainError> {
         self.check_input(dataset)?;
-        evaluate(&self.model().valid(), dataset, &self.batcher, &self.device.clone().inner())
+        evaluate(
+            &self.model().valid(),
+            dataset,
+            &self.batcher,
+            &self.device.clone().inner(),
+        )
     }
 
     /// Saves the model as a burnpack file (`.bpk` is added when `path` has no extension).
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), message: e.to_string() })?;
+            std::fs::create_dir_all(parent).map_err(|e| TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         }
         self.model()
             .clone()
             .save_file(path)
-            .map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), message: format!("{e:?}") })
+            .map_err(|e| TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("{e:?}"),
+            })
     }
 }
 
@@ -660,10 +763,17 @@ pub fn evaluate<M: Classifier>(
         let tensors = batcher.to_tensors(&batch, device)?;
         let logits = model.forward(tensors.images);
         let loss = criterion.forward(logits.clone(), tensors.labels.clone());
-        let hits = logits.argmax(1).squeeze_dim::<1>(1).equal(tensors.labels).int().sum();
+        let hits = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(tensors.labels)
+            .int()
+            .sum();
         let values = Tensor::cat(vec![loss.mul_scalar(n as f32), hits.float()], 0)
             .try_into_vec_as::<f32>()
-            .map_err(|e| TrainError::Config { what: format!("reading evaluation results: {e:?}") })?;
+            .map_err(|e| TrainError::Config {
+                what: format!("reading evaluation results: {e:?}"),
+            })?;
         loss_sum += values[0] as f64;
         correct += values[1].round() as usize;
         images += n;
@@ -681,13 +791,19 @@ pub fn evaluate<M: Classifier>(
 fn clip<M: Module>(model: &M, mut grads: GradientsParams, clipping: Clipping) -> GradientsParams {
     match clipping {
         Clipping::Value(t) => {
-            let mut v = GradVisitor { grads: &mut grads, op: GradOp::Clamp(t) };
+            let mut v = GradVisitor {
+                grads: &mut grads,
+                op: GradOp::Clamp(t),
+            };
             model.visit(&mut v);
         }
         Clipping::Norm(t) => {
             let norm = gradient_norm(model, &grads);
             if norm.is_finite() && norm > t {
-                let mut v = GradVisitor { grads: &mut grads, op: GradOp::Scale(t / norm) };
+                let mut v = GradVisitor {
+                    grads: &mut grads,
+                    op: GradOp::Scale(t / norm),
+                };
                 model.visit(&mut v);
             }
         }
@@ -699,7 +815,13 @@ fn clip<M: Module>(model: &M, mut grads: GradientsParams, clipping: Clipping) ->
 pub fn gradient_norm<M: Module>(model: &M, grads: &GradientsParams) -> f32 {
     let mut v = NormVisitor { grads, sq: None };
     model.visit(&mut v);
-    v.sq.map(|s| s.sqrt().inner().try_into_scalar::<f32>().unwrap_or(f32::NAN)).unwrap_or(0.0)
+    v.sq.map(|s| {
+        s.sqrt()
+            .inner()
+            .try_into_scalar::<f32>()
+            .unwrap_or(f32::NAN)
+    })
+    .unwrap_or(0.0)
 }
 
 struct NormVisitor<'a> {

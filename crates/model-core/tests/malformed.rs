@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use model_core::bundled::{self, MnistSplit};
 use model_core::{DataError, LoadOptions, LoadStrategy, cifar, idx, image_folder};
 
-const STRATEGIES: [LoadStrategy; 3] =
-    [LoadStrategy::LoadAll, LoadStrategy::OnDemandNoCache, LoadStrategy::OnDemandCached { capacity: 4 }];
+const STRATEGIES: [LoadStrategy; 3] = [
+    LoadStrategy::LoadAll,
+    LoadStrategy::OnDemandNoCache,
+    LoadStrategy::OnDemandCached { capacity: 4 },
+];
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -17,7 +20,9 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().unwrap() }
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -29,7 +34,10 @@ impl Scratch {
     fn real_t10k() -> (Vec<u8>, Vec<u8>) {
         let (images, labels) = bundled::mnist_files(MnistSplit::Test);
         let cache = bundled::workspace_cache();
-        (fs::read(cache.gunzip(&images).unwrap()).unwrap(), fs::read(cache.gunzip(&labels).unwrap()).unwrap())
+        (
+            fs::read(cache.gunzip(&images).unwrap()).unwrap(),
+            fs::read(cache.gunzip(&labels).unwrap()).unwrap(),
+        )
     }
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.path(name);
@@ -38,7 +46,10 @@ impl Scratch {
     }
     fn write_gz(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.path(name);
-        let mut enc = flate2::write::GzEncoder::new(fs::File::create(&p).unwrap(), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(
+            fs::File::create(&p).unwrap(),
+            flate2::Compression::fast(),
+        );
         enc.write_all(bytes).unwrap();
         enc.finish().unwrap();
         p
@@ -48,15 +59,23 @@ impl Scratch {
         STRATEGIES
             .iter()
             .map(|&s| {
-                idx::open_pair("t", images, labels, idx::mnist_class_names(), &self.options(s))
-                    .expect_err("a corrupted file must not open")
+                idx::open_pair(
+                    "t",
+                    images,
+                    labels,
+                    idx::mnist_class_names(),
+                    &self.options(s),
+                )
+                .expect_err("a corrupted file must not open")
             })
             .collect()
     }
 }
 
 fn offset(e: &DataError) -> u64 {
-    e.location().unwrap_or_else(|| panic!("{e} has no location")).offset
+    e.location()
+        .unwrap_or_else(|| panic!("{e} has no location"))
+        .offset
 }
 
 #[test]
@@ -87,7 +106,10 @@ fn idx_wrong_magic_inside_gzip_names_the_decompressed_offset() {
     for e in s.open_images_all_ways(&im, &lb) {
         assert!(matches!(e, DataError::BadMagic { .. }), "{e}");
         let at = e.location().unwrap();
-        assert_eq!((at.offset, at.decompressed, at.path.as_path()), (0, true, im.as_path()));
+        assert_eq!(
+            (at.offset, at.decompressed, at.path.as_path()),
+            (0, true, im.as_path())
+        );
         assert!(e.to_string().contains("decompressed"), "{e}");
     }
 }
@@ -101,7 +123,11 @@ fn idx_truncated_data() {
     let lb = s.write("labels", &labels);
     for e in s.open_images_all_ways(&im, &lb) {
         assert!(matches!(e, DataError::Truncated { .. }), "{e}");
-        assert_eq!(offset(&e), 16 + 9_999 * 784, "the start of the first incomplete image");
+        assert_eq!(
+            offset(&e),
+            16 + 9_999 * 784,
+            "the start of the first incomplete image"
+        );
     }
 }
 
@@ -117,7 +143,10 @@ fn idx_truncated_header() {
     }
     let im = s.write("images2", &images[..3]);
     let e = idx::read_images(&im).unwrap_err();
-    assert!(matches!(e, DataError::Truncated { .. }) && offset(&e) == 3, "{e}");
+    assert!(
+        matches!(e, DataError::Truncated { .. }) && offset(&e) == 3,
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,7 +156,14 @@ fn idx_truncated_gzip_stream() {
     let gz = fs::read(&images).unwrap();
     let im = s.write("images.gz", &gz[..gz.len() / 2]);
     for strategy in STRATEGIES {
-        let e = idx::open_pair("t", &im, &labels, idx::mnist_class_names(), &s.options(strategy)).unwrap_err();
+        let e = idx::open_pair(
+            "t",
+            &im,
+            &labels,
+            idx::mnist_class_names(),
+            &s.options(strategy),
+        )
+        .unwrap_err();
         match &e {
             DataError::Decompress { path, offset, .. } => {
                 assert_eq!(path, &im);
@@ -149,8 +185,16 @@ fn idx_header_count_disagrees_with_file_length() {
         let im = s.write(&format!("images-{declared}"), &bad);
         for e in s.open_images_all_ways(&im, &lb) {
             match &e {
-                DataError::LengthMismatch { at, declared: d, actual_bytes, .. } => {
-                    assert_eq!((at.offset, *d, *actual_bytes), (4, declared as u64, 7_840_000));
+                DataError::LengthMismatch {
+                    at,
+                    declared: d,
+                    actual_bytes,
+                    ..
+                } => {
+                    assert_eq!(
+                        (at.offset, *d, *actual_bytes),
+                        (4, declared as u64, 7_840_000)
+                    );
                 }
                 other => panic!("expected a length mismatch, got {other}"),
             }
@@ -161,7 +205,10 @@ fn idx_header_count_disagrees_with_file_length() {
     bad[4..8].copy_from_slice(&20_000u32.to_be_bytes());
     let lb2 = s.write("labels-bad", &bad);
     let e = idx::read_labels(&lb2, 10).unwrap_err();
-    assert!(matches!(e, DataError::LengthMismatch { .. }) && offset(&e) == 4, "{e}");
+    assert!(
+        matches!(e, DataError::LengthMismatch { .. }) && offset(&e) == 4,
+        "{e}"
+    );
 }
 
 #[test]
@@ -192,7 +239,12 @@ fn idx_images_and_labels_counts_differ() {
     let (_, train_labels) = bundled::mnist_files(MnistSplit::Train);
     for e in s.open_images_all_ways(&im, &train_labels) {
         match &e {
-            DataError::CountMismatch { images: n_im, labels: n_lb, images_path, labels_path } => {
+            DataError::CountMismatch {
+                images: n_im,
+                labels: n_lb,
+                images_path,
+                labels_path,
+            } => {
                 assert_eq!((*n_im, *n_lb), (10_000, 60_000));
                 assert_eq!((images_path, labels_path), (&im, &train_labels));
             }
@@ -265,7 +317,10 @@ fn cifar_empty_file() {
     let s = Scratch::new();
     let p = s.write("test_batch.bin", &[]);
     let e = cifar::open("t", &[p], &s.options(LoadStrategy::LoadAll)).unwrap_err();
-    assert!(matches!(e, DataError::ZeroDimension { .. }) && offset(&e) == 0, "{e}");
+    assert!(
+        matches!(e, DataError::ZeroDimension { .. }) && offset(&e) == 0,
+        "{e}"
+    );
 }
 
 /// A small image folder copied from the real CIFAR-10 JPEGs: two classes, three images each.
@@ -297,19 +352,28 @@ fn image_folder_empty() {
     let root = s.path("empty");
     fs::create_dir_all(&root).unwrap();
     let e = image_folder::open(&root, &s.options(LoadStrategy::LoadAll)).unwrap_err();
-    assert!(matches!(&e, DataError::EmptyFolder { path, .. } if path == &root), "{e}");
+    assert!(
+        matches!(&e, DataError::EmptyFolder { path, .. } if path == &root),
+        "{e}"
+    );
     // A class folder without images names that folder.
     let root = real_image_folder(&s);
     fs::create_dir_all(root.join("empty-class")).unwrap();
     let e = image_folder::open(&root, &s.options(LoadStrategy::LoadAll)).unwrap_err();
-    assert!(matches!(&e, DataError::EmptyFolder { path, .. } if path == &root.join("empty-class")), "{e}");
+    assert!(
+        matches!(&e, DataError::EmptyFolder { path, .. } if path == &root.join("empty-class")),
+        "{e}"
+    );
 }
 
 #[test]
 fn image_folder_unreadable() {
     let s = Scratch::new();
     let e = image_folder::open(&s.path("missing"), &s.options(LoadStrategy::LoadAll)).unwrap_err();
-    assert!(matches!(&e, DataError::Io { path, .. } if path == &s.path("missing")), "{e}");
+    assert!(
+        matches!(&e, DataError::Io { path, .. } if path == &s.path("missing")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -319,7 +383,10 @@ fn image_folder_non_image_file() {
     let notes = root.join("cat/notes.txt");
     fs::write(&notes, "not an image").unwrap();
     let e = image_folder::open(&root, &s.options(LoadStrategy::LoadAll)).unwrap_err();
-    assert!(matches!(&e, DataError::NotAnImage { path, .. } if path == &notes), "{e}");
+    assert!(
+        matches!(&e, DataError::NotAnImage { path, .. } if path == &notes),
+        "{e}"
+    );
     fs::remove_file(&notes).unwrap();
     // A file named like an image that is not one: a truncated real JPEG.
     let bad = root.join("dog/0001.jpg");
@@ -331,7 +398,10 @@ fn image_folder_non_image_file() {
             (0..d.len()).try_for_each(|i| d.read_sample(i, &mut buf))
         });
         let e = result.unwrap_err();
-        assert!(matches!(&e, DataError::NotAnImage { path, .. } if path == &bad), "{strategy}: {e}");
+        assert!(
+            matches!(&e, DataError::NotAnImage { path, .. } if path == &bad),
+            "{strategy}: {e}"
+        );
     }
 }
 
@@ -341,7 +411,10 @@ fn image_folder_images_of_differing_sizes() {
     let root = real_image_folder(&s);
     // A real image, downscaled to 16x16, among 32x32 ones.
     let odd = root.join("dog/0002.jpg");
-    let small = image::open(&odd).unwrap().resize_exact(16, 16, image::imageops::FilterType::Triangle);
+    let small =
+        image::open(&odd)
+            .unwrap()
+            .resize_exact(16, 16, image::imageops::FilterType::Triangle);
     let odd_png = root.join("dog/0002.png");
     small.save(&odd_png).unwrap();
     fs::remove_file(&odd).unwrap();
@@ -351,7 +424,12 @@ fn image_folder_images_of_differing_sizes() {
             (0..d.len()).try_for_each(|i| d.read_sample(i, &mut buf))
         });
         match result.unwrap_err() {
-            DataError::ImageSizeMismatch { path, expected, found, .. } => {
+            DataError::ImageSizeMismatch {
+                path,
+                expected,
+                found,
+                ..
+            } => {
                 assert_eq!(path, odd_png);
                 assert_eq!((expected.height, found.height), (32, 16));
             }
@@ -365,5 +443,8 @@ fn unknown_layout_is_named() {
     let s = Scratch::new();
     let p = s.write("data.csv", b"a,b\n");
     let e = bundled::open_path(&p, &s.options(LoadStrategy::LoadAll)).unwrap_err();
-    assert!(matches!(&e, DataError::UnknownLayout { path, .. } if path == &p), "{e}");
+    assert!(
+        matches!(&e, DataError::UnknownLayout { path, .. } if path == &p),
+        "{e}"
+    );
 }

@@ -3,7 +3,9 @@
 
 use burn::prelude::*;
 use model_core::bundled;
-use model_core::models::{AlexNet, Classifier, LeNet, ModelKind, PytorchImport, ResNet20, import_pytorch};
+use model_core::models::{
+    AlexNet, Classifier, LeNet, ModelKind, PytorchImport, ResNet20, import_pytorch,
+};
 use model_core::tap::{Tap, TapDetail, trainable_param_count};
 use model_core::{Batcher, LoadOptions};
 
@@ -14,8 +16,12 @@ fn reference() -> serde_json::Value {
 
 fn pretrained(device: &Device) -> ResNet20 {
     let mut model = ResNet20::cifar10(device);
-    let outcome = import_pytorch(&mut model, &bundled::resnet20_weights(), &PytorchImport::data_parallel_checkpoint())
-        .expect("the bundled ResNet-20 imports");
+    let outcome = import_pytorch(
+        &mut model,
+        &bundled::resnet20_weights(),
+        &PytorchImport::data_parallel_checkpoint(),
+    )
+    .expect("the bundled ResNet-20 imports");
     assert!(outcome.is_complete(), "{outcome:?}");
     assert_eq!(outcome.applied.len(), 97, "every tensor of the file lands");
     model
@@ -30,7 +36,10 @@ fn resnet20_reproduces_pytorchs_logits_from_the_real_weights() {
 
     // PyTorch's exact input, from the file it was computed from.
     let bytes = std::fs::read(bundled::resnet20_reference_input()).unwrap();
-    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     assert_eq!(values.len(), 20 * 3 * 32 * 32);
     let images = Tensor::<4>::from_data(TensorData::new(values, [20, 3, 32, 32]), &device);
     let logits = model.forward(images).try_into_vec_as::<f32>().unwrap();
@@ -39,16 +48,38 @@ fn resnet20_reproduces_pytorchs_logits_from_the_real_weights() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
         .collect();
-    let worst = logits.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let worst = logits
+        .iter()
+        .zip(&expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     eprintln!("largest difference from PyTorch's logits: {worst:e}");
-    assert!(worst < 1e-4, "largest difference from PyTorch's logits: {worst}");
+    assert!(
+        worst < 1e-4,
+        "largest difference from PyTorch's logits: {worst}"
+    );
 
-    let labels: Vec<usize> = resnet["foolbox20_labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let labels: Vec<usize> = resnet["foolbox20_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let predicted: Vec<usize> = logits
         .chunks(10)
-        .map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0
+        })
         .collect();
     assert_eq!(predicted, labels, "20 of 20, as PyTorch");
 }
@@ -57,7 +88,9 @@ fn resnet20_reproduces_pytorchs_logits_from_the_real_weights() {
 fn resnet20_classifies_the_exact_pngs_through_the_data_layer() {
     let device = Device::flex();
     let model = pretrained(&device);
-    let exact = bundled::cifar10_exact(&LoadOptions::default().with_cache(bundled::workspace_cache())).unwrap();
+    let exact =
+        bundled::cifar10_exact(&LoadOptions::default().with_cache(bundled::workspace_cache()))
+            .unwrap();
     let batcher = Batcher::new(20, 0, bundled::resnet20_normalization()).in_order();
     let eval = model_core::train::evaluate(&model, &exact, &batcher, &device).unwrap();
     assert_eq!((eval.images, eval.correct), (20, 20));
@@ -68,15 +101,28 @@ fn importing_a_file_that_does_not_fit_is_a_typed_error() {
     let device = Device::flex();
     // LeNet's parameters are not in a ResNet file.
     let mut lenet = LeNet::mnist(&device);
-    let err = import_pytorch(&mut lenet, &bundled::resnet20_weights(), &PytorchImport::data_parallel_checkpoint())
-        .expect_err("nothing of LeNet is in the file");
+    let err = import_pytorch(
+        &mut lenet,
+        &bundled::resnet20_weights(),
+        &PytorchImport::data_parallel_checkpoint(),
+    )
+    .expect_err("nothing of LeNet is in the file");
     assert!(err.to_string().contains("resnet20-12fca82f.th"), "{err}");
     // A file that is not a PyTorch file.
     let mut model = ResNet20::cifar10(&device);
-    let err = import_pytorch(&mut model, &bundled::resnet20_reference(), &PytorchImport::data_parallel_checkpoint())
-        .expect_err("JSON is not a PyTorch file");
+    let err = import_pytorch(
+        &mut model,
+        &bundled::resnet20_reference(),
+        &PytorchImport::data_parallel_checkpoint(),
+    )
+    .expect_err("JSON is not a PyTorch file");
     assert!(err.to_string().contains("reference_resnet20.json"), "{err}");
-    let err = import_pytorch(&mut model, std::path::Path::new("no/such.th"), &PytorchImport::plain()).unwrap_err();
+    let err = import_pytorch(
+        &mut model,
+        std::path::Path::new("no/such.th"),
+        &PytorchImport::plain(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no/such.th"), "{err}");
 }
 
@@ -102,10 +148,21 @@ fn alexnet_runs_one_real_image_at_224() {
     assert_eq!(logits.dims(), [1, 1000]);
     let trace = tap.forward_trace(&model);
     let names: Vec<&str> = trace.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8"]);
+    assert_eq!(
+        names,
+        [
+            "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7",
+            "fc8"
+        ]
+    );
     assert_eq!(trace.layer("conv1").unwrap().output_shape, [1, 96, 55, 55]);
     assert_eq!(trace.layer("pool5").unwrap().output_shape, [1, 256, 6, 6]);
-    assert!(trace.layers.iter().all(|l| l.forward_seconds > 0.0 && l.data.unwrap().is_finite()));
+    assert!(
+        trace
+            .layers
+            .iter()
+            .all(|l| l.forward_seconds > 0.0 && l.data.unwrap().is_finite())
+    );
     assert_eq!(trace.param("conv1.weight").unwrap().shape, [96, 3, 11, 11]);
 }
 

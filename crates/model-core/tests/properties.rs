@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use model_core::{
-    Batcher, Cache, DataError, Dataset, InMemory, LoadOptions, LoadStrategy, Normalization, SampleShape, cifar, idx,
+    Batcher, Cache, DataError, Dataset, InMemory, LoadOptions, LoadStrategy, Normalization,
+    SampleShape, cifar, idx,
 };
 use proptest::prelude::*;
 
@@ -31,7 +32,14 @@ fn grey_dataset() -> impl Strategy<Value = (usize, usize, Vec<u8>, Vec<u8>)> {
     })
 }
 
-fn write_idx(dir: &tempfile::TempDir, rows: usize, cols: usize, pixels: &[u8], labels: &[u8], gz: bool) -> (PathBuf, PathBuf) {
+fn write_idx(
+    dir: &tempfile::TempDir,
+    rows: usize,
+    cols: usize,
+    pixels: &[u8],
+    labels: &[u8],
+    gz: bool,
+) -> (PathBuf, PathBuf) {
     let suffix = if gz { ".gz" } else { "" };
     let im = dir.path().join(format!("train-images-idx3-ubyte{suffix}"));
     let lb = dir.path().join(format!("train-labels-idx1-ubyte{suffix}"));
@@ -42,7 +50,10 @@ fn write_idx(dir: &tempfile::TempDir, rows: usize, cols: usize, pixels: &[u8], l
     for (path, bytes) in [(&im, a), (&lb, b)] {
         if gz {
             use std::io::Write;
-            let mut enc = flate2::write::GzEncoder::new(fs::File::create(path).unwrap(), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                fs::File::create(path).unwrap(),
+                flate2::Compression::fast(),
+            );
             enc.write_all(&bytes).unwrap();
             enc.finish().unwrap();
         } else {
@@ -54,7 +65,8 @@ fn write_idx(dir: &tempfile::TempDir, rows: usize, cols: usize, pixels: &[u8], l
 
 fn all_pixels(d: &Dataset) -> Vec<u8> {
     let mut out = vec![0u8; d.len() * d.shape().len()];
-    d.read_samples(&(0..d.len()).collect::<Vec<_>>(), &mut out).unwrap();
+    d.read_samples(&(0..d.len()).collect::<Vec<_>>(), &mut out)
+        .unwrap();
     out
 }
 
@@ -64,7 +76,13 @@ fn read_everything(dir: &tempfile::TempDir, path: &std::path::Path) {
     let _ = idx::read_labels(path, 10);
     let _ = idx::IdxImagesFile::open(path);
     for strategy in [LoadStrategy::LoadAll, LoadStrategy::OnDemandNoCache] {
-        let _ = idx::open_pair("x", path, path, idx::mnist_class_names(), &options(dir, strategy));
+        let _ = idx::open_pair(
+            "x",
+            path,
+            path,
+            idx::mnist_class_names(),
+            &options(dir, strategy),
+        );
         if let Ok(d) = cifar::open("x", &[path.to_path_buf()], &options(dir, strategy)) {
             all_pixels(&d);
         }

@@ -8,7 +8,10 @@ use proptest::prelude::*;
 
 fn sample_report() -> Report {
     let mut report = Report::new(
-        ToolInfo { name: "nn-checklist".into(), version: "0.1.0".into() },
+        ToolInfo {
+            name: "nn-checklist".into(),
+            version: "0.1.0".into(),
+        },
         RunInfo {
             dataset: "mnist".into(),
             model: Some("lenet".into()),
@@ -52,18 +55,35 @@ fn report_json_has_the_contract_shape() {
         assert!(step.get(key).is_some(), "steps[0].{key}");
     }
     let finding = &step["findings"][0];
-    for key in ["check", "verdict", "subject", "measured", "threshold", "message", "remedy"] {
+    for key in [
+        "check",
+        "verdict",
+        "subject",
+        "measured",
+        "threshold",
+        "message",
+        "remedy",
+    ] {
         assert!(finding.get(key).is_some(), "findings[0].{key}");
     }
     assert!(finding["measured"].is_null(), "NaN is written as null");
-    assert!(step["metrics"]["max_diff_abs"].is_null(), "Inf is written as null");
+    assert!(
+        step["metrics"]["max_diff_abs"].is_null(),
+        "Inf is written as null"
+    );
     assert_eq!(step["metrics"]["first_nan_iteration"], 12.0);
     // Keys come in a fixed order: the top level as the contract lists it.
     let text = sample_report().to_json();
-    let order: Vec<usize> = ["\"schema_version\"", "\"tool\"", "\"run\"", "\"verdict\"", "\"steps\""]
-        .iter()
-        .map(|k| text.find(k).unwrap())
-        .collect();
+    let order: Vec<usize> = [
+        "\"schema_version\"",
+        "\"tool\"",
+        "\"run\"",
+        "\"verdict\"",
+        "\"steps\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap())
+    .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]));
 }
 
@@ -93,7 +113,11 @@ fn a_failed_atomic_write_leaves_the_previous_file() {
 }
 
 fn verdict() -> impl Strategy<Value = Verdict> {
-    prop_oneof![Just(Verdict::Pass), Just(Verdict::Warn), Just(Verdict::Fail)]
+    prop_oneof![
+        Just(Verdict::Pass),
+        Just(Verdict::Warn),
+        Just(Verdict::Fail)
+    ]
 }
 
 proptest! {

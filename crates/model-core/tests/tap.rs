@@ -25,10 +25,16 @@ struct ResidualNet {
 impl Classifier for ResidualNet {
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
         let x = tap.layer("block", "BasicBlock", images, |x| self.block.forward(x));
-        tap.layer("head", "InnerProduct", x, |x| self.head.forward(x.flatten::<2>(1, 3)))
+        tap.layer("head", "InnerProduct", x, |x| {
+            self.head.forward(x.flatten::<2>(1, 3))
+        })
     }
     fn input_shape(&self) -> SampleShape {
-        SampleShape { channels: 16, height: 8, width: 8 }
+        SampleShape {
+            channels: 16,
+            height: 8,
+            width: 8,
+        }
     }
     fn num_classes(&self) -> usize {
         10
@@ -54,16 +60,26 @@ fn grads_by_name<M: Module>(model: &M, grads: &GradientsParams) -> BTreeMap<Stri
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(p.id) {
-                self.out.insert(self.stack.join("."), g.try_into_vec_as::<f32>().unwrap());
+                self.out
+                    .insert(self.stack.join("."), g.try_into_vec_as::<f32>().unwrap());
             }
         }
     }
-    let mut v = V { stack: vec![], grads, out: BTreeMap::new() };
+    let mut v = V {
+        stack: vec![],
+        grads,
+        out: BTreeMap::new(),
+    };
     model.visit(&mut v);
     v.out
 }
 
-fn loss_and_grads<M: Classifier>(model: &M, images: Tensor<4>, labels: Tensor<1, Int>, detail: TapDetail) -> (f32, BTreeMap<String, Vec<f32>>) {
+fn loss_and_grads<M: Classifier>(
+    model: &M,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+    detail: TapDetail,
+) -> (f32, BTreeMap<String, Vec<f32>>) {
     let mut tap = Tap::new(detail);
     let logits = model.forward_tapped(images, &mut tap);
     let ce = CrossEntropyLossConfig::new().init(&logits.device());
@@ -74,23 +90,43 @@ fn loss_and_grads<M: Classifier>(model: &M, images: Tensor<4>, labels: Tensor<1,
     (value, grads_by_name(model, &grads))
 }
 
-fn assert_same_grads(plain: &BTreeMap<String, Vec<f32>>, cut: &BTreeMap<String, Vec<f32>>) -> Result<(), TestCaseError> {
-    prop_assert_eq!(plain.keys().collect::<Vec<_>>(), cut.keys().collect::<Vec<_>>());
+fn assert_same_grads(
+    plain: &BTreeMap<String, Vec<f32>>,
+    cut: &BTreeMap<String, Vec<f32>>,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        plain.keys().collect::<Vec<_>>(),
+        cut.keys().collect::<Vec<_>>()
+    );
     prop_assert!(!plain.is_empty());
     for (name, a) in plain {
         let b = &cut[name];
         let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
         let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        prop_assert!(worst / scale <= 1e-5, "{name}: relative difference {} > 1e-5", worst / scale);
+        prop_assert!(
+            worst / scale <= 1e-5,
+            "{name}: relative difference {} > 1e-5",
+            worst / scale
+        );
     }
     Ok(())
 }
 
-fn random_batch(device: &Device, shape: [usize; 4], classes: usize, seed: u64) -> (Tensor<4>, Tensor<1, Int>) {
+fn random_batch(
+    device: &Device,
+    shape: [usize; 4],
+    classes: usize,
+    seed: u64,
+) -> (Tensor<4>, Tensor<1, Int>) {
     device.seed(seed);
     let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
-    let labels: Vec<i64> = (0..shape[0]).map(|i| ((seed as usize + 3 * i) % classes) as i64).collect();
-    (images, Tensor::<1, Int>::from_data(TensorData::new(labels, [shape[0]]), device))
+    let labels: Vec<i64> = (0..shape[0])
+        .map(|i| ((seed as usize + 3 * i) % classes) as i64)
+        .collect();
+    (
+        images,
+        Tensor::<1, Int>::from_data(TensorData::new(labels, [shape[0]]), device),
+    )
 }
 
 proptest! {
@@ -166,7 +202,11 @@ fn a_planted_nan_shows_in_its_layer_and_not_before() {
     let trace = trace.unwrap();
     for clean in ["conv1", "pool1"] {
         let data = trace.layer(clean).unwrap().data.unwrap();
-        assert_eq!((data.nan, data.inf), (0, 0), "{clean} should be clean: {data:?}");
+        assert_eq!(
+            (data.nan, data.inf),
+            (0, 0),
+            "{clean} should be clean: {data:?}"
+        );
     }
     let conv2 = trace.layer("conv2").unwrap().data.unwrap();
     assert!(conv2.nan > 0, "conv2's data should hold the NaN: {conv2:?}");
@@ -193,7 +233,12 @@ fn lenet_trace_has_every_layer_with_times_and_statistics() {
     let (_, trace) = tap.backward(loss, &model);
     let trace = trace.unwrap();
     let names: Vec<&str> = trace.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"]);
+    assert_eq!(
+        names,
+        [
+            "data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"
+        ]
+    );
     assert_eq!(trace.layer("conv1").unwrap().output_shape, [8, 20, 24, 24]);
     assert_eq!(trace.layer("ip1").unwrap().output_shape, [8, 500]);
     for layer in &trace.layers[1..] {
@@ -213,7 +258,16 @@ fn lenet_trace_has_every_layer_with_times_and_statistics() {
     let names: Vec<&str> = trace.params.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "ip1.weight", "ip1.bias", "ip2.weight", "ip2.bias"]
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "ip1.weight",
+            "ip1.bias",
+            "ip2.weight",
+            "ip2.bias"
+        ]
     );
     for p in &trace.params {
         assert!(p.grad.unwrap().mean_abs > 0.0, "{}", p.name);
@@ -228,32 +282,51 @@ fn resnet20_runs_through_the_tap_on_a_cifar10_batch() {
     device.seed(5);
     let model = ResNet20::cifar10(&device);
     assert_eq!(trainable_param_count(&model), 269_722);
-    let exact = bundled::cifar10_exact(&LoadOptions::default().with_cache(bundled::workspace_cache())).unwrap();
+    let exact =
+        bundled::cifar10_exact(&LoadOptions::default().with_cache(bundled::workspace_cache()))
+            .unwrap();
     let batcher = Batcher::new(8, 5, bundled::resnet20_normalization()).in_order();
-    let host = batcher.assemble(&exact, &(0..8).collect::<Vec<_>>()).unwrap();
+    let host = batcher
+        .assemble(&exact, &(0..8).collect::<Vec<_>>())
+        .unwrap();
     let batch = batcher.to_tensors(&host, &device).unwrap();
     let mut tap = Tap::new(TapDetail::Full);
     let logits = model.forward_tapped(batch.images, &mut tap);
     assert_eq!(logits.dims(), [8, 10]);
     let ce = CrossEntropyLossConfig::new().init(&device);
-    let loss = tap.layer("loss", "SoftmaxWithLoss", logits, |l| ce.forward(l, batch.labels));
+    let loss = tap.layer("loss", "SoftmaxWithLoss", logits, |l| {
+        ce.forward(l, batch.labels)
+    });
     let (grads, trace) = tap.backward(loss, &model);
     let trace = trace.unwrap();
     let names: Vec<&str> = trace.layers.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(
         names,
         [
-            "conv1", "layer1.0", "layer1.1", "layer1.2", "layer2.0", "layer2.1", "layer2.2", "layer3.0", "layer3.1",
-            "layer3.2", "pool", "linear", "loss"
+            "conv1", "layer1.0", "layer1.1", "layer1.2", "layer2.0", "layer2.1", "layer2.2",
+            "layer3.0", "layer3.1", "layer3.2", "pool", "linear", "loss"
         ]
     );
-    assert_eq!(trace.layer("layer2.0").unwrap().output_shape, [8, 32, 16, 16]);
+    assert_eq!(
+        trace.layer("layer2.0").unwrap().output_shape,
+        [8, 32, 16, 16]
+    );
     assert_eq!(trace.layer("layer3.2").unwrap().output_shape, [8, 64, 8, 8]);
     for layer in &trace.layers {
-        assert!(layer.backward_seconds > 0.0 && layer.diff.unwrap().mean_abs > 0.0, "{}", layer.name);
+        assert!(
+            layer.backward_seconds > 0.0 && layer.diff.unwrap().mean_abs > 0.0,
+            "{}",
+            layer.name
+        );
     }
-    assert_eq!(trace.param("bn1.gamma").unwrap().layer.as_deref(), Some("conv1"));
-    assert_eq!(trace.param("layer2.0.bn2.beta").unwrap().layer.as_deref(), Some("layer2.0"));
+    assert_eq!(
+        trace.param("bn1.gamma").unwrap().layer.as_deref(),
+        Some("conv1")
+    );
+    assert_eq!(
+        trace.param("layer2.0.bn2.beta").unwrap().layer.as_deref(),
+        Some("layer2.0")
+    );
     // conv1, bn1 (2), six per block, linear (2): the 59 trainable tensors of the PyTorch file's 97.
     assert_eq!(grads_by_name(&model, &grads).len(), 1 + 2 + 9 * 6 + 2);
 }

@@ -9,14 +9,21 @@ use burn::prelude::*;
 use model_core::bundled::{self, MnistSplit};
 use model_core::models::{Classifier, LeNet};
 use model_core::tap::TapDetail;
-use model_core::train::{Clipping, Control, LrSchedule, OptimizerChoice, TrainConfig, TrainError, Trainer, Unobserved, gradient_norm};
+use model_core::train::{
+    Clipping, Control, LrSchedule, OptimizerChoice, TrainConfig, TrainError, Trainer, Unobserved,
+    gradient_norm,
+};
 use model_core::{Dataset, LoadOptions, Normalization};
 
 /// 2,000 stratified MNIST training images.
 fn mnist_subset() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
     DATA.get_or_init(|| {
-        let train = bundled::mnist(MnistSplit::Train, &LoadOptions::default().with_cache(bundled::workspace_cache())).unwrap();
+        let train = bundled::mnist(
+            MnistSplit::Train,
+            &LoadOptions::default().with_cache(bundled::workspace_cache()),
+        )
+        .unwrap();
         train.stratified_subset(2_000, 9).unwrap()
     })
 }
@@ -44,10 +51,14 @@ fn sgd(lr: f64) -> TrainConfig {
 fn losses(trainer: &mut Trainer<LeNet>, iterations: usize) -> Vec<f32> {
     let mut seen = Vec::new();
     trainer
-        .fit(mnist_subset(), iterations, &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
-            seen.push(it.loss);
-            Control::Continue
-        })
+        .fit(
+            mnist_subset(),
+            iterations,
+            &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
+                seen.push(it.loss);
+                Control::Continue
+            },
+        )
         .unwrap();
     seen
 }
@@ -62,7 +73,10 @@ fn params<M: Module>(model: &M) -> BTreeMap<String, Vec<f32>> {
             self.0.pop();
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            self.1.insert(self.0.join("."), p.val().inner().try_into_vec_as::<f32>().unwrap());
+            self.1.insert(
+                self.0.join("."),
+                p.val().inner().try_into_vec_as::<f32>().unwrap(),
+            );
         }
     }
     let mut v = V(vec![], BTreeMap::new());
@@ -90,7 +104,10 @@ fn training_lowers_the_loss_and_evaluates() {
     let summary = t.fit(mnist_subset(), 60, &mut Unobserved).unwrap();
     assert_eq!(summary.iterations, 60);
     assert_eq!(summary.epochs_started, 1);
-    assert!(summary.recent_loss < summary.first_loss * 0.5, "{summary:?}");
+    assert!(
+        summary.recent_loss < summary.first_loss * 0.5,
+        "{summary:?}"
+    );
     let eval = t.evaluate(mnist_subset()).unwrap();
     assert_eq!(eval.images, 2_000);
     assert!(eval.accuracy > 0.8, "{eval:?}");
@@ -101,17 +118,36 @@ fn the_hook_sees_every_trace_and_can_stop_the_run() {
     let mut t = trainer(sgd(0.01).with_tap(TapDetail::Full), 2);
     let mut layers = Vec::new();
     let summary = t
-        .fit(mnist_subset(), 100, &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
-            let trace = it.trace.expect("the tap is on");
-            layers.push(trace.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>());
-            assert!(trace.layer("data").unwrap().forward_seconds > 0.0);
-            if it.iteration == 2 { Control::Stop } else { Control::Continue }
-        })
+        .fit(
+            mnist_subset(),
+            100,
+            &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
+                let trace = it.trace.expect("the tap is on");
+                layers.push(
+                    trace
+                        .layers
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect::<Vec<_>>(),
+                );
+                assert!(trace.layer("data").unwrap().forward_seconds > 0.0);
+                if it.iteration == 2 {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            },
+        )
         .unwrap();
     assert!(summary.stopped_by_hook);
     assert_eq!(summary.iterations, 3);
     assert_eq!(layers.len(), 3);
-    assert_eq!(layers[0], ["data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"]);
+    assert_eq!(
+        layers[0],
+        [
+            "data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"
+        ]
+    );
 }
 
 struct Poison(Vec<String>);
@@ -130,7 +166,10 @@ impl ModuleMapper for Poison {
         let id = p.id;
         let device = p.lazy_device();
         let shape = p.lazy_shape();
-        p.transform_for_load(Tensor::<D>::full(shape, f32::INFINITY, &device.inner()).autodiff(), id)
+        p.transform_for_load(
+            Tensor::<D>::full(shape, f32::INFINITY, &device.inner()).autodiff(),
+            id,
+        )
     }
 }
 
@@ -141,28 +180,45 @@ fn a_diverging_run_ends_with_the_iteration_and_the_hook_saw_the_last_trace() {
     let mut t = Trainer::new(model, sgd(0.01).with_tap(TapDetail::Full), &device);
     let mut last = None;
     let err = t
-        .fit(mnist_subset(), 10, &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
-            last = it.trace.cloned();
-            Control::Continue
-        })
+        .fit(
+            mnist_subset(),
+            10,
+            &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
+                last = it.trace.cloned();
+                Control::Continue
+            },
+        )
         .unwrap_err();
-    assert!(matches!(err, TrainError::Diverged { iteration: 0, .. }), "{err}");
+    assert!(
+        matches!(err, TrainError::Diverged { iteration: 0, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("iteration 0"));
     let trace = last.expect("the hook saw the diverging iteration");
     assert!(trace.layer("pool2").unwrap().data.unwrap().is_finite());
     assert!(!trace.layer("ip1").unwrap().data.unwrap().is_finite());
 
     // A learning rate far too large diverges too, without a panic.
-    let mut t = trainer(TrainConfig::new(OptimizerChoice::sgd(0.9), 1e6, Normalization::mnist()), 4);
+    let mut t = trainer(
+        TrainConfig::new(OptimizerChoice::sgd(0.9), 1e6, Normalization::mnist()),
+        4,
+    );
     match t.fit(mnist_subset(), 60, &mut Unobserved) {
-        Err(TrainError::Diverged { iteration, loss }) => assert!(iteration > 0 && !loss.is_finite()),
+        Err(TrainError::Diverged { iteration, loss }) => {
+            assert!(iteration > 0 && !loss.is_finite())
+        }
         other => panic!("expected divergence, got {other:?}"),
     }
 }
 
 #[test]
 fn an_lr_mult_of_zero_freezes_a_layer() {
-    let mut t = trainer(sgd(0.05).with_lr_mult(r"^conv1\.", 0.0).with_lr_mult(r"^ip2\.bias$", 2.0), 5);
+    let mut t = trainer(
+        sgd(0.05)
+            .with_lr_mult(r"^conv1\.", 0.0)
+            .with_lr_mult(r"^ip2\.bias$", 2.0),
+        5,
+    );
     let before = params(t.model());
     losses(&mut t, 3);
     let after = params(t.model());
@@ -173,7 +229,8 @@ fn an_lr_mult_of_zero_freezes_a_layer() {
 
 #[test]
 fn bias_lr_mult_doubles_the_bias_step_under_plain_sgd() {
-    let plain = TrainConfig::new(OptimizerChoice::sgd(0.0), 0.01, Normalization::mnist()).with_batch_size(32);
+    let plain = TrainConfig::new(OptimizerChoice::sgd(0.0), 0.01, Normalization::mnist())
+        .with_batch_size(32);
     let mut a = trainer(plain.clone(), 6);
     let mut b = trainer(plain.with_lr_mult(r"\.bias$", 2.0), 6);
     let start = params(a.model());
@@ -181,7 +238,9 @@ fn bias_lr_mult_doubles_the_bias_step_under_plain_sgd() {
     losses(&mut a, 1);
     losses(&mut b, 1);
     let (pa, pb) = (params(a.model()), params(b.model()));
-    let step = |p: &BTreeMap<String, Vec<f32>>, k: &str| -> Vec<f32> { p[k].iter().zip(&start[k]).map(|(x, s)| x - s).collect() };
+    let step = |p: &BTreeMap<String, Vec<f32>>, k: &str| -> Vec<f32> {
+        p[k].iter().zip(&start[k]).map(|(x, s)| x - s).collect()
+    };
     for (x, y) in step(&pa, "ip2.bias").iter().zip(step(&pb, "ip2.bias")) {
         assert!((2.0 * x - y).abs() <= 1e-6 + 1e-4 * y.abs(), "{x} {y}");
     }
@@ -190,19 +249,31 @@ fn bias_lr_mult_doubles_the_bias_step_under_plain_sgd() {
 
 #[test]
 fn clipping_bounds_the_step() {
-    let base = TrainConfig::new(OptimizerChoice::sgd(0.0), 1.0, Normalization::mnist()).with_batch_size(32);
+    let base = TrainConfig::new(OptimizerChoice::sgd(0.0), 1.0, Normalization::mnist())
+        .with_batch_size(32);
     // By norm: with plain SGD and lr 1, the whole step is the clipped gradient.
     let mut t = trainer(base.clone().with_clipping(Some(Clipping::Norm(0.01))), 7);
     let before = params(t.model());
     let mut norm = 0.0;
-    t.fit(mnist_subset(), 1, &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
-        norm = gradient_norm(it.model, it.grads);
-        Control::Continue
-    })
+    t.fit(
+        mnist_subset(),
+        1,
+        &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
+            norm = gradient_norm(it.model, it.grads);
+            Control::Continue
+        },
+    )
     .unwrap();
-    assert!(norm > 0.01, "the raw gradient norm {norm} must exceed the threshold for this test to mean anything");
+    assert!(
+        norm > 0.01,
+        "the raw gradient norm {norm} must exceed the threshold for this test to mean anything"
+    );
     let after = params(t.model());
-    let step: f64 = before.keys().map(|k| l2(&before[k], &after[k])).sum::<f64>().sqrt();
+    let step: f64 = before
+        .keys()
+        .map(|k| l2(&before[k], &after[k]))
+        .sum::<f64>()
+        .sqrt();
     assert!((step - 0.01).abs() < 1e-4, "step norm {step}");
 
     // By value: no value moves by more than the threshold.
@@ -211,22 +282,38 @@ fn clipping_bounds_the_step() {
     let after = params(t.model());
     let largest = before
         .keys()
-        .flat_map(|k| before[k].iter().zip(&after[k]).map(|(a, b)| (a - b).abs()).collect::<Vec<_>>())
+        .flat_map(|k| {
+            before[k]
+                .iter()
+                .zip(&after[k])
+                .map(|(a, b)| (a - b).abs())
+                .collect::<Vec<_>>()
+        })
         .fold(0f32, f32::max);
-    assert!(largest <= 1e-3 + 1e-7 && largest > 5e-4, "largest move {largest}");
+    assert!(
+        largest <= 1e-3 + 1e-7 && largest > 5e-4,
+        "largest move {largest}"
+    );
 }
 
 #[test]
 fn the_loss_weight_scales_every_gradient() {
     let mut norms = Vec::new();
     for weight in [1.0, 4.0] {
-        let mut t = trainer(sgd(0.01).with_loss_weight(weight).with_tap(TapDetail::Full), 8);
-        t.fit(mnist_subset(), 1, &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
-            norms.push(gradient_norm(it.model, it.grads));
-            let top = it.trace.unwrap().layer("loss").unwrap().diff.unwrap();
-            assert_eq!(top.max, weight);
-            Control::Continue
-        })
+        let mut t = trainer(
+            sgd(0.01).with_loss_weight(weight).with_tap(TapDetail::Full),
+            8,
+        );
+        t.fit(
+            mnist_subset(),
+            1,
+            &mut |it: &model_core::train::IterationReport<'_, LeNet>| {
+                norms.push(gradient_norm(it.model, it.grads));
+                let top = it.trace.unwrap().layer("loss").unwrap().diff.unwrap();
+                assert_eq!(top.max, weight);
+                Control::Continue
+            },
+        )
         .unwrap();
     }
     assert!((norms[1] / norms[0] - 4.0).abs() < 1e-3, "{norms:?}");
@@ -235,7 +322,10 @@ fn the_loss_weight_scales_every_gradient() {
 #[test]
 fn adam_and_rmsprop_train() {
     for optimizer in [OptimizerChoice::adam(), OptimizerChoice::rms_prop()] {
-        let mut t = trainer(TrainConfig::new(optimizer.clone(), 1e-3, Normalization::mnist()).with_batch_size(32), 9);
+        let mut t = trainer(
+            TrainConfig::new(optimizer.clone(), 1e-3, Normalization::mnist()).with_batch_size(32),
+            9,
+        );
         let seen = losses(&mut t, 30);
         let head: f32 = seen[..5].iter().sum::<f32>() / 5.0;
         let tail: f32 = seen[25..].iter().sum::<f32>() / 5.0;
@@ -246,10 +336,16 @@ fn adam_and_rmsprop_train() {
 #[test]
 fn schedules() {
     assert_eq!(LrSchedule::Fixed.lr(0.1, 1000), 0.1);
-    let step = LrSchedule::Step { step_size: 10, gamma: 0.1 };
+    let step = LrSchedule::Step {
+        step_size: 10,
+        gamma: 0.1,
+    };
     assert_eq!(step.lr(1.0, 9), 1.0);
     assert!((step.lr(1.0, 25) - 0.01).abs() < 1e-12);
-    let cosine = LrSchedule::Cosine { total: 100, min_lr: 0.0 };
+    let cosine = LrSchedule::Cosine {
+        total: 100,
+        min_lr: 0.0,
+    };
     assert_eq!(cosine.lr(1.0, 0), 1.0);
     assert!((cosine.lr(1.0, 50) - 0.5).abs() < 1e-12);
     assert!(cosine.lr(1.0, 100).abs() < 1e-12);
@@ -262,13 +358,22 @@ fn checkpoints_round_trip() {
     let mut t = trainer(sgd(0.01).with_checkpoints(dir.path(), 2), 10);
     losses(&mut t, 4);
     let saved = dir.path().join("lenet-iter4.bpk");
-    assert!(saved.is_file(), "{:?}", std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>());
+    assert!(
+        saved.is_file(),
+        "{:?}",
+        std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>()
+    );
     let device = Device::flex();
     let loaded = LeNet::mnist(&device).load_file(&saved);
     assert_eq!(params(&loaded), params(t.model()));
     let x = Tensor::<4>::ones([2, 1, 28, 28], &device);
     let a = loaded.forward(x.clone()).try_into_vec_as::<f32>().unwrap();
-    let b = t.model().valid().forward(x).try_into_vec_as::<f32>().unwrap();
+    let b = t
+        .model()
+        .valid()
+        .forward(x)
+        .try_into_vec_as::<f32>()
+        .unwrap();
     assert_eq!(a, b);
 }
 

@@ -34,35 +34,36 @@ const TOLERANCE: f32 = 1e-4;
 /// naming the adapter and graphics API it landed on.
 fn wgpu_device() -> &'static (Device, String) {
     static DEVICE: OnceLock<(Device, String)> = OnceLock::new();
-    DEVICE.get_or_init(|| {
-        match Device::wgpu_options().init_with_setup() {
-            Ok((device, setup)) => {
-                let info = setup.adapter.get_info();
-                let line = format!(
-                    "wgpu adapter {:?} ({:?}, {:?} backend, driver {:?} {:?})",
-                    info.name, info.device_type, setup.backend, info.driver, info.driver_info
-                );
-                eprintln!("{line}");
-                (device, line)
-            }
-            Err(err) => panic!(
-                "could not create Burn's wgpu device: {err}\n\
+    DEVICE.get_or_init(|| match Device::wgpu_options().init_with_setup() {
+        Ok((device, setup)) => {
+            let info = setup.adapter.get_info();
+            let line = format!(
+                "wgpu adapter {:?} ({:?}, {:?} backend, driver {:?} {:?})",
+                info.name, info.device_type, setup.backend, info.driver, info.driver_info
+            );
+            eprintln!("{line}");
+            (device, line)
+        }
+        Err(err) => panic!(
+            "could not create Burn's wgpu device: {err}\n\
                  This test needs a wgpu adapter. Without a GPU, install Mesa's software Vulkan \
                  driver (Debian: `apt-get install mesa-vulkan-drivers libvulkan1`; OpenGL through \
                  `libegl1 libgl1-mesa-dri` works too) — see .ci/run."
-            ),
-        }
+        ),
     })
 }
 
 /// One batch of 64 images from the bundled MNIST test split, on the host.
 fn host_batch() -> (Batcher, HostBatch) {
     let options = LoadOptions::new(LoadStrategy::LoadAll).with_cache(bundled::workspace_cache());
-    let test = bundled::mnist(MnistSplit::Test, &options).expect("the bundled MNIST test split opens");
+    let test =
+        bundled::mnist(MnistSplit::Test, &options).expect("the bundled MNIST test split opens");
     assert_eq!(test.len(), 10_000);
     let batcher = Batcher::new(BATCH, 7, Normalization::mnist());
     let plan = batcher.plan(test.len(), 0);
-    let host = batcher.assemble(&test, &plan[0]).expect("the first batch assembles");
+    let host = batcher
+        .assemble(&test, &plan[0])
+        .expect("the first batch assembles");
     assert_eq!(host.dims, [BATCH, 1, 28, 28]);
     (batcher, host)
 }
@@ -77,13 +78,19 @@ fn seeded(len: usize, scale: f32, seed: u64) -> Vec<f32> {
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0 && scale.is_finite(), "{what}: reference is all zero or not finite");
+    assert!(
+        scale > 0.0 && scale.is_finite(),
+        "{what}: reference is all zero or not finite"
+    );
     let (worst, at) = got
         .iter()
         .zip(want)
         .map(|(g, w)| (g - w).abs())
         .enumerate()
-        .fold((0f32, 0), |(m, i), (j, d)| if d > m || d.is_nan() { (d, j) } else { (m, i) });
+        .fold(
+            (0f32, 0),
+            |(m, i), (j, d)| if d > m || d.is_nan() { (d, j) } else { (m, i) },
+        );
     assert!(
         worst <= TOLERANCE * scale,
         "{what}: wgpu {} vs flex {} at {at}, difference {worst:e} exceeds {TOLERANCE:e} x max|flex| {scale:e}",
@@ -103,14 +110,22 @@ struct Run {
 
 fn run(batcher: &Batcher, host: &HostBatch, device: &Device) -> Run {
     assert!(device.is_autodiff());
-    let batch = batcher.to_tensors(host, device).expect("the batch converts to tensors");
+    let batch = batcher
+        .to_tensors(host, device)
+        .expect("the batch converts to tensors");
 
     let conv_w = Tensor::<4>::from_data(
-        TensorData::new(seeded(CONV_OUT * KERNEL * KERNEL, 0.5, 11), [CONV_OUT, 1, KERNEL, KERNEL]),
+        TensorData::new(
+            seeded(CONV_OUT * KERNEL * KERNEL, 0.5, 11),
+            [CONV_OUT, 1, KERNEL, KERNEL],
+        ),
         device,
     )
     .require_grad();
-    let conv_b = Tensor::<1>::from_data(TensorData::new(seeded(CONV_OUT, 0.1, 12), [CONV_OUT]), device);
+    let conv_b = Tensor::<1>::from_data(
+        TensorData::new(seeded(CONV_OUT, 0.1, 12), [CONV_OUT]),
+        device,
+    );
     let features = CONV_OUT * 14 * 14;
     let dense_w = Tensor::<2>::from_data(
         TensorData::new(seeded(features * CLASSES, 0.05, 13), [features, CLASSES]),
@@ -119,7 +134,12 @@ fn run(batcher: &Batcher, host: &HostBatch, device: &Device) -> Run {
     .require_grad();
 
     // 28x28 -> stride 2, padding 1 -> 14x14.
-    let x = conv2d(batch.images, conv_w.clone(), Some(conv_b), ConvOptions::new([2, 2], [1, 1], [1, 1], 1));
+    let x = conv2d(
+        batch.images,
+        conv_w.clone(),
+        Some(conv_b),
+        ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
+    );
     assert_eq!(x.dims(), [BATCH, CONV_OUT, 14, 14]);
     let x = relu(x).reshape([BATCH, features]);
     let logits = x.matmul(dense_w.clone());
@@ -128,17 +148,25 @@ fn run(batcher: &Batcher, host: &HostBatch, device: &Device) -> Run {
 
     let grads = loss.backward();
     let conv_grad = conv_w.grad(&grads).expect("the conv kernel has a gradient");
-    let dense_grad = dense_w.grad(&grads).expect("the dense weight has a gradient");
+    let dense_grad = dense_w
+        .grad(&grads)
+        .expect("the dense weight has a gradient");
     assert_eq!(conv_grad.dims(), [CONV_OUT, 1, KERNEL, KERNEL]);
     assert_eq!(dense_grad.dims(), [features, CLASSES]);
 
     let read = |name: &str, t: Tensor<2>| -> Vec<f32> {
-        t.try_into_vec_as::<f32>().unwrap_or_else(|e| panic!("reading {name} back: {e}"))
+        t.try_into_vec_as::<f32>()
+            .unwrap_or_else(|e| panic!("reading {name} back: {e}"))
     };
     Run {
         logits: read("logits", logits.detach()),
-        loss: loss.try_into_vec_as::<f32>().expect("reading the loss back")[0],
-        conv_grad: read("conv gradient", conv_grad.reshape([CONV_OUT, KERNEL * KERNEL])),
+        loss: loss
+            .try_into_vec_as::<f32>()
+            .expect("reading the loss back")[0],
+        conv_grad: read(
+            "conv gradient",
+            conv_grad.reshape([CONV_OUT, KERNEL * KERNEL]),
+        ),
         dense_grad: read("dense gradient", dense_grad),
     }
 }
@@ -149,8 +177,13 @@ fn wgpu_device_comes_up_and_syncs() {
     // Queue some work, then wait for it: the device is asynchronous, so `sync` is where an
     // execution error would surface.
     let t = Tensor::<2>::ones([256, 256], device).matmul(Tensor::<2>::ones([256, 256], device));
-    device.sync().unwrap_or_else(|e| panic!("sync on {adapter}: {e}"));
-    let sum = t.sum().try_into_vec_as::<f32>().expect("reading the sum back")[0];
+    device
+        .sync()
+        .unwrap_or_else(|e| panic!("sync on {adapter}: {e}"));
+    let sum = t
+        .sum()
+        .try_into_vec_as::<f32>()
+        .expect("reading the sum back")[0];
     assert_eq!(sum, 256.0 * 256.0 * 256.0, "on {adapter}");
 }
 
@@ -168,10 +201,16 @@ fn mnist_batch_reads_back_exactly_as_on_flex() {
     // Bit for bit: the upload and readback must not touch the values.
     let flex_bits: Vec<u32> = flex_images.iter().map(|v| v.to_bits()).collect();
     let wgpu_bits: Vec<u32> = wgpu_images.iter().map(|v| v.to_bits()).collect();
-    assert!(flex_bits == wgpu_bits, "images differ between flex and {adapter}");
+    assert!(
+        flex_bits == wgpu_bits,
+        "images differ between flex and {adapter}"
+    );
     // And they are the batcher's own normalised values, not, say, all zero.
     assert_eq!(flex_images, batcher.normalize(&host).unwrap());
-    assert!(wgpu_images.iter().any(|&v| v > 2.0), "an MNIST batch has ink");
+    assert!(
+        wgpu_images.iter().any(|&v| v > 2.0),
+        "an MNIST batch has ink"
+    );
 
     let flex_labels = flex.labels.try_into_vec_as::<i64>().unwrap();
     let wgpu_labels = wgpu.labels.try_into_vec_as::<i64>().unwrap();
@@ -179,7 +218,9 @@ fn mnist_batch_reads_back_exactly_as_on_flex() {
     let host_labels: Vec<i64> = host.labels.iter().map(|&l| l as i64).collect();
     assert_eq!(wgpu_labels, host_labels);
 
-    device.sync().unwrap_or_else(|e| panic!("sync on {adapter}: {e}"));
+    device
+        .sync()
+        .unwrap_or_else(|e| panic!("sync on {adapter}: {e}"));
 }
 
 #[test]
@@ -188,10 +229,16 @@ fn conv_net_forward_and_backward_agree_with_flex() {
     let (batcher, host) = host_batch();
     let want = run(&batcher, &host, &Device::flex().autodiff());
     let got = run(&batcher, &host, &device.clone().autodiff());
-    device.sync().unwrap_or_else(|e| panic!("sync on {adapter}: {e}"));
+    device
+        .sync()
+        .unwrap_or_else(|e| panic!("sync on {adapter}: {e}"));
 
     eprintln!("loss: flex {} / wgpu {}", want.loss, got.loss);
-    assert!(want.loss.is_finite() && want.loss > 0.0, "flex loss {}", want.loss);
+    assert!(
+        want.loss.is_finite() && want.loss > 0.0,
+        "flex loss {}",
+        want.loss
+    );
     assert!(
         (got.loss - want.loss).abs() <= TOLERANCE * want.loss.abs(),
         "loss: wgpu {} vs flex {} on {adapter}",
@@ -201,7 +248,10 @@ fn conv_net_forward_and_backward_agree_with_flex() {
     assert_close("logits", &got.logits, &want.logits);
     assert_close("conv kernel gradient", &got.conv_grad, &want.conv_grad);
     assert_close("dense weight gradient", &got.dense_grad, &want.dense_grad);
-    assert!(got.dense_grad.iter().any(|&g| g != 0.0), "the gradient is not all zero");
+    assert!(
+        got.dense_grad.iter().any(|&g| g != 0.0),
+        "the gradient is not all zero"
+    );
 }
 
 /// LeNet's parameter gradients for `host` on `device` through a tap at `detail`, with the wall
@@ -225,7 +275,9 @@ fn lenet_iteration(
     let mut tap = Tap::new(detail);
     let logits = model.forward_tapped(batch.images, &mut tap);
     let ce = CrossEntropyLossConfig::new().init(device);
-    let loss = tap.layer("loss", "SoftmaxWithLoss", logits, |l| ce.forward(l, batch.labels));
+    let loss = tap.layer("loss", "SoftmaxWithLoss", logits, |l| {
+        ce.forward(l, batch.labels)
+    });
     let (grads, trace) = tap.backward(loss, &model);
     device.sync().unwrap();
     let wall = started.elapsed().as_secs_f64();
@@ -262,16 +314,28 @@ fn lenet_through_the_tap_on_wgpu_times_every_layer_and_matches_flex() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_close(&format!("LeNet parameter gradient {i}"), g, w);
     }
-    assert!(full.layers.iter().all(|l| l.diff.is_some_and(|d| d.is_finite())));
+    assert!(
+        full.layers
+            .iter()
+            .all(|l| l.diff.is_some_and(|d| d.is_finite()))
+    );
 
     // Warm (kernels compiled), then compare the trace's sum with the wall time.
     let mut ratios = Vec::new();
     for _ in 0..3 {
         let (_, wall, trace) = lenet_iteration(&model, &batcher, &host, &wgpu, TapDetail::Timing);
-        assert!(trace.layers.iter().all(|l| l.forward_seconds > 0.0 && l.backward_seconds > 0.0));
+        assert!(
+            trace
+                .layers
+                .iter()
+                .all(|l| l.forward_seconds > 0.0 && l.backward_seconds > 0.0)
+        );
         ratios.push(trace.total_seconds() / wall);
     }
     eprintln!("{adapter}: traced time / wall time over 3 iterations: {ratios:?}");
     let best = ratios.iter().cloned().fold(0.0, f64::max);
-    assert!(best >= 0.9 && best <= 1.0 + 1e-9, "per-layer times cover {best:.3} of the iteration on {adapter}");
+    assert!(
+        best >= 0.9 && best <= 1.0 + 1e-9,
+        "per-layer times cover {best:.3} of the iteration on {adapter}"
+    );
 }

@@ -14,24 +14,32 @@ use profiler::{IterationRecord, Profile};
 use rand::{Rng, SeedableRng};
 
 fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let batch = 16;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let host = HostBatch {
         items: (0..batch).collect(),
         dims: [batch, 3, 224, 224],
-        pixels: (0..batch * 3 * 224 * 224).map(|_| rng.random::<u8>()).collect(),
+        pixels: (0..batch * 3 * 224 * 224)
+            .map(|_| rng.random::<u8>())
+            .collect(),
         labels: (0..batch).map(|i| (i % 10) as u8).collect(),
     };
     let device = Device::flex().autodiff();
     device.seed(7);
-    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.001, Normalization::unit(3)).with_tap(TapDetail::Timing);
+    let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.001, Normalization::unit(3))
+        .with_tap(TapDetail::Timing);
     let mut trainer = Trainer::new(AlexNet::new(1000, &device), config, &device);
     let mut records = Vec::new();
     let origin = std::time::Instant::now();
     for i in 0..iterations + 2 {
         let started = std::time::Instant::now();
-        let (outcome, _) = trainer.step(&host, 0.0, 0, &mut model_core::train::Unobserved).expect("a finite iteration");
+        let (outcome, _) = trainer
+            .step(&host, 0.0, 0, &mut model_core::train::Unobserved)
+            .expect("a finite iteration");
         if i >= 2 {
             records.push(IterationRecord {
                 start: started.duration_since(origin).as_secs_f64(),
@@ -42,12 +50,31 @@ fn main() {
         }
     }
     let p = Profile::from_records(&records, batch);
-    println!("AlexNet, batch {batch}, {} timed iterations: {:.1} ms per iteration ({:.1} images/s)", p.iterations, p.iteration.mean_ms, p.samples_per_second);
+    println!(
+        "AlexNet, batch {batch}, {} timed iterations: {:.1} ms per iteration ({:.1} images/s)",
+        p.iterations, p.iteration.mean_ms, p.samples_per_second
+    );
     println!("| layer | kind | forward ms (median) | backward ms (median) | share | output |");
     println!("|---|---|---|---|---|---|");
     for l in &p.layers {
-        println!("| {} | {} | {:.1} | {:.1} | {:.1}% | {:?} |", l.name, l.kind, l.forward.median_ms, l.backward.median_ms, 100.0 * l.share, l.output_shape);
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1}% | {:?} |",
+            l.name,
+            l.kind,
+            l.forward.median_ms,
+            l.backward.median_ms,
+            100.0 * l.share,
+            l.output_shape
+        );
     }
-    println!("| optimizer step | SGD | {:.1} | - | {:.1}% | |", p.optimizer.median_ms, 100.0 * p.optimizer.mean_ms / p.iteration.mean_ms);
-    println!("| untraced | | {:.1} | - | {:.1}% | |", p.untraced.median_ms, 100.0 * p.untraced.mean_ms / p.iteration.mean_ms);
+    println!(
+        "| optimizer step | SGD | {:.1} | - | {:.1}% | |",
+        p.optimizer.median_ms,
+        100.0 * p.optimizer.mean_ms / p.iteration.mean_ms
+    );
+    println!(
+        "| untraced | | {:.1} | - | {:.1}% | |",
+        p.untraced.median_ms,
+        100.0 * p.untraced.mean_ms / p.iteration.mean_ms
+    );
 }

@@ -36,7 +36,12 @@ pub struct ProfileConfig {
 
 impl Default for ProfileConfig {
     fn default() -> Self {
-        ProfileConfig { warmup: 3, iterations: 20, data_warn_share: 0.05, data_fail_share: 0.20 }
+        ProfileConfig {
+            warmup: 3,
+            iterations: 20,
+            data_warn_share: 0.05,
+            data_fail_share: 0.20,
+        }
     }
 }
 
@@ -56,7 +61,11 @@ impl Summary {
         let mut v: Vec<f64> = values.iter().map(|s| s * 1e3).collect();
         v.sort_by(f64::total_cmp);
         let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
-        Summary { mean_ms: v.iter().sum::<f64>() / v.len() as f64, median_ms: at(0.5), p95_ms: at(0.95) }
+        Summary {
+            mean_ms: v.iter().sum::<f64>() / v.len() as f64,
+            median_ms: at(0.5),
+            p95_ms: at(0.95),
+        }
     }
 }
 
@@ -134,9 +143,18 @@ impl Profile {
             .iter()
             .enumerate()
             .map(|(i, layer)| {
-                let fwd: Vec<f64> = records.iter().filter_map(|r| r.trace.layers.get(i)).map(|l| l.forward_seconds).collect();
-                let bwd: Vec<f64> = records.iter().filter_map(|r| r.trace.layers.get(i)).map(|l| l.backward_seconds).collect();
-                let total = (fwd.iter().sum::<f64>() + bwd.iter().sum::<f64>()) / records.len() as f64;
+                let fwd: Vec<f64> = records
+                    .iter()
+                    .filter_map(|r| r.trace.layers.get(i))
+                    .map(|l| l.forward_seconds)
+                    .collect();
+                let bwd: Vec<f64> = records
+                    .iter()
+                    .filter_map(|r| r.trace.layers.get(i))
+                    .map(|l| l.backward_seconds)
+                    .collect();
+                let total =
+                    (fwd.iter().sum::<f64>() + bwd.iter().sum::<f64>()) / records.len() as f64;
                 LayerTiming {
                     name: layer.name.clone(),
                     kind: layer.kind.clone(),
@@ -161,7 +179,12 @@ impl Profile {
             .collect();
         Profile {
             layers,
-            optimizer: Summary::of_seconds(&records.iter().map(|r| r.optimizer_seconds).collect::<Vec<_>>()),
+            optimizer: Summary::of_seconds(
+                &records
+                    .iter()
+                    .map(|r| r.optimizer_seconds)
+                    .collect::<Vec<_>>(),
+            ),
             iteration: Summary::of_seconds(&walls),
             untraced: Summary::of_seconds(&untraced),
             batch_size,
@@ -188,7 +211,9 @@ impl Profile {
         self.layers
             .iter()
             .filter(|l| l.kind != "Data")
-            .fold((0.0, 0.0), |(f, b), l| (f + l.forward.mean_ms, b + l.backward.mean_ms))
+            .fold((0.0, 0.0), |(f, b), l| {
+                (f + l.forward.mean_ms, b + l.backward.mean_ms)
+            })
     }
 
     /// Findings: the data-layer verdict and the top bottleneck.
@@ -203,7 +228,11 @@ impl Profile {
             } else {
                 Verdict::Pass
             };
-            let threshold = if verdict == Verdict::Fail { config.data_fail_share } else { config.data_warn_share };
+            let threshold = if verdict == Verdict::Fail {
+                config.data_fail_share
+            } else {
+                config.data_warn_share
+            };
             findings.push(Finding {
                 check: "data_layer_share".into(),
                 verdict,
@@ -256,7 +285,9 @@ pub fn profile<M: Classifier>(
     let batcher = trainer.batcher().clone();
     let plan = batcher.plan(dataset.len(), 0);
     if plan.is_empty() {
-        return Err(TrainError::Config { what: format!("dataset `{}` is empty", dataset.name()) });
+        return Err(TrainError::Config {
+            what: format!("dataset `{}` is empty", dataset.name()),
+        });
     }
     let mut records = Vec::with_capacity(config.iterations);
     let origin = Instant::now();
@@ -264,7 +295,14 @@ pub fn profile<M: Classifier>(
         let started = Instant::now();
         let batch = batcher.assemble(dataset, &plan[i % plan.len()])?;
         let data_seconds = started.elapsed().as_secs_f64();
-        let (StepOutcome { trace, optimizer_seconds, .. }, _) = trainer.step(&batch, data_seconds, 0, &mut Unobserved)?;
+        let (
+            StepOutcome {
+                trace,
+                optimizer_seconds,
+                ..
+            },
+            _,
+        ) = trainer.step(&batch, data_seconds, 0, &mut Unobserved)?;
         let wall_seconds = started.elapsed().as_secs_f64();
         if i >= config.warmup
             && let Some(trace) = trace
@@ -303,7 +341,9 @@ impl StrategyComparison {
     /// Hours saved by `LoadAll` against on-demand loading over `iterations` iterations (after
     /// paying its one-off decoding).
     pub fn hours_saved(&self, iterations: u64) -> f64 {
-        ((self.on_demand_batch_ms - self.load_all_batch_ms) * iterations as f64 / 1e3 - self.load_all_setup_seconds) / 3600.0
+        ((self.on_demand_batch_ms - self.load_all_batch_ms) * iterations as f64 / 1e3
+            - self.load_all_setup_seconds)
+            / 3600.0
     }
 }
 
@@ -327,7 +367,9 @@ pub fn compare_strategies(
     };
     let on_demand = dataset.with_strategy(LoadStrategy::OnDemandNoCache)?;
     let on_demand_batch_ms = time_batches(&on_demand)?;
-    let cached = dataset.with_strategy(LoadStrategy::OnDemandCached { capacity: cache_capacity })?;
+    let cached = dataset.with_strategy(LoadStrategy::OnDemandCached {
+        capacity: cache_capacity,
+    })?;
     let cached_batch_ms = time_batches(&cached)?;
     let setup = Instant::now();
     let all = dataset.with_strategy(LoadStrategy::LoadAll)?;
@@ -350,7 +392,11 @@ pub fn compare_strategies(
 /// `data_layer_share`, `forward_ms`, `backward_ms`, `optimizer_ms`, `untraced_ms`,
 /// `samples_per_second`, and with a comparison `load_all_batch_ms`, `on_demand_batch_ms`,
 /// `cached_batch_ms`, `hours_saved_500k`), the findings, and the per-layer rows in `details`.
-pub fn step_report(profile: &Profile, comparison: Option<&StrategyComparison>, config: &ProfileConfig) -> model_core::StepReport {
+pub fn step_report(
+    profile: &Profile,
+    comparison: Option<&StrategyComparison>,
+    config: &ProfileConfig,
+) -> model_core::StepReport {
     let mut report = model_core::StepReport::new(model_core::Step::Timings);
     let (forward, backward) = profile.forward_backward_ms();
     let data = profile.data_layer();

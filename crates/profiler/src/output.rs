@@ -18,9 +18,7 @@ pub fn chrome_trace(records: &[IterationRecord]) -> Value {
         json!({"ph": "M", "pid": 1, "tid": 4, "name": "thread_name", "args": {"name": "optimizer"}}),
     ];
     let us = |s: f64| (s * 1e6 * 1000.0).round() / 1000.0;
-    let event = |name: &str, cat: &str, tid: u32, ts: f64, dur: f64| {
-        json!({"name": name, "cat": cat, "ph": "X", "pid": 1, "tid": tid, "ts": us(ts), "dur": us(dur)})
-    };
+    let event = |name: &str, cat: &str, tid: u32, ts: f64, dur: f64| json!({"name": name, "cat": cat, "ph": "X", "pid": 1, "tid": tid, "ts": us(ts), "dur": us(dur)});
     for (i, record) in records.iter().enumerate() {
         let mut t = record.start;
         let layers = &record.trace.layers;
@@ -30,35 +28,70 @@ pub fn chrome_trace(records: &[IterationRecord]) -> Value {
             t += d.forward_seconds;
         }
         let forward_total: f64 = model.iter().map(|l| l.forward_seconds).sum();
-        events.push(event(&format!("forward #{i}"), "iteration", 2, t, forward_total));
+        events.push(event(
+            &format!("forward #{i}"),
+            "iteration",
+            2,
+            t,
+            forward_total,
+        ));
         for l in &model {
             events.push(event(&l.name, &l.kind, 2, t, l.forward_seconds));
             t += l.forward_seconds;
         }
-        let backward_total: f64 = model.iter().map(|l| l.backward_seconds).sum::<f64>() + record.trace.tail_backward_seconds;
-        events.push(event(&format!("backward #{i}"), "iteration", 3, t, backward_total));
+        let backward_total: f64 = model.iter().map(|l| l.backward_seconds).sum::<f64>()
+            + record.trace.tail_backward_seconds;
+        events.push(event(
+            &format!("backward #{i}"),
+            "iteration",
+            3,
+            t,
+            backward_total,
+        ));
         t += record.trace.tail_backward_seconds;
         for l in model.iter().rev() {
             events.push(event(&l.name, &l.kind, 3, t, l.backward_seconds));
             t += l.backward_seconds;
         }
-        events.push(event("optimizer step", "optimizer", 4, t, record.optimizer_seconds));
+        events.push(event(
+            "optimizer step",
+            "optimizer",
+            4,
+            t,
+            record.optimizer_seconds,
+        ));
     }
     json!({ "traceEvents": events, "displayTimeUnit": "ms" })
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A horizontal bar chart (SVG) of each layer's mean forward (blue) and backward (orange)
 /// milliseconds, the data layer and the optimizer included, with the values written beside.
 pub fn bar_chart_svg(profile: &Profile) -> String {
-    let mut rows: Vec<(String, f64, f64)> =
-        profile.layers.iter().map(|l| (format!("{} ({})", l.name, l.kind), l.forward.mean_ms, l.backward.mean_ms)).collect();
+    let mut rows: Vec<(String, f64, f64)> = profile
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                format!("{} ({})", l.name, l.kind),
+                l.forward.mean_ms,
+                l.backward.mean_ms,
+            )
+        })
+        .collect();
     rows.push(("optimizer step".into(), profile.optimizer.mean_ms, 0.0));
     rows.push(("untraced".into(), profile.untraced.mean_ms, 0.0));
-    let peak = rows.iter().map(|(_, f, b)| f + b).fold(0.0, f64::max).max(1e-9);
+    let peak = rows
+        .iter()
+        .map(|(_, f, b)| f + b)
+        .fold(0.0, f64::max)
+        .max(1e-9);
     let (label_w, bar_w, row_h, top) = (260.0, 520.0, 22.0, 40.0);
     let height = top + row_h * rows.len() as f64 + 30.0;
     let width = label_w + bar_w + 140.0;

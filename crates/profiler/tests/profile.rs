@@ -8,21 +8,33 @@ use model_core::bundled::{self, MnistSplit};
 use model_core::models::LeNet;
 use model_core::tap::{LayerRecord, LayerTrace, TapDetail};
 use model_core::train::{OptimizerChoice, TrainConfig, Trainer};
-use model_core::{Dataset, LoadOptions, LoadStrategy, Normalization, SampleShape, SampleSource, Verdict};
-use profiler::{IterationRecord, Profile, ProfileConfig, chrome_trace, compare_strategies, profile};
+use model_core::{
+    Dataset, LoadOptions, LoadStrategy, Normalization, SampleShape, SampleSource, Verdict,
+};
+use profiler::{
+    IterationRecord, Profile, ProfileConfig, chrome_trace, compare_strategies, profile,
+};
 use proptest::prelude::*;
 
 fn mnist() -> Dataset {
-    bundled::mnist(MnistSplit::Train, &LoadOptions::default().with_cache(bundled::workspace_cache()))
-        .unwrap()
-        .stratified_subset(2_000, 1)
-        .unwrap()
+    bundled::mnist(
+        MnistSplit::Train,
+        &LoadOptions::default().with_cache(bundled::workspace_cache()),
+    )
+    .unwrap()
+    .stratified_subset(2_000, 1)
+    .unwrap()
 }
 
-fn lenet_trainer(shape: SampleShape, normalization: Normalization, delay: Option<(&str, f64)>) -> Trainer<LeNet> {
+fn lenet_trainer(
+    shape: SampleShape,
+    normalization: Normalization,
+    delay: Option<(&str, f64)>,
+) -> Trainer<LeNet> {
     let device = Device::flex().autodiff();
     device.seed(1);
-    let mut config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization).with_tap(TapDetail::Timing);
+    let mut config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization)
+        .with_tap(TapDetail::Timing);
     if let Some((layer, seconds)) = delay {
         config = config.with_planted_delay(layer, seconds);
     }
@@ -33,24 +45,49 @@ fn lenet_trainer(shape: SampleShape, normalization: Normalization, delay: Option
 fn the_rows_add_up_to_the_iteration() {
     let data = mnist();
     let mut trainer = lenet_trainer(data.shape(), Normalization::mnist(), None);
-    let config = ProfileConfig { warmup: 2, iterations: 8, ..ProfileConfig::default() };
+    let config = ProfileConfig {
+        warmup: 2,
+        iterations: 8,
+        ..ProfileConfig::default()
+    };
     let (profile, records) = profile(&mut trainer, &data, &config).unwrap();
     assert_eq!(records.len(), 8);
     let names: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"]);
+    assert_eq!(
+        names,
+        [
+            "data", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "loss"
+        ]
+    );
     for r in &records {
         let traced = r.trace.total_seconds() + r.optimizer_seconds;
-        assert!(traced <= r.wall_seconds * 1.0001, "traced {traced} > wall {}", r.wall_seconds);
+        assert!(
+            traced <= r.wall_seconds * 1.0001,
+            "traced {traced} > wall {}",
+            r.wall_seconds
+        );
         // What the rows do not cover (bookkeeping between the timed windows) stays small.
-        assert!(traced >= 0.95 * r.wall_seconds, "rows cover {:.3} of the iteration", traced / r.wall_seconds);
+        assert!(
+            traced >= 0.95 * r.wall_seconds,
+            "rows cover {:.3} of the iteration",
+            traced / r.wall_seconds
+        );
     }
     let shares: f64 = profile.layers.iter().map(|l| l.share).sum::<f64>()
         + (profile.optimizer.mean_ms + profile.untraced.mean_ms) / profile.iteration.mean_ms;
     assert!((shares - 1.0).abs() < 0.05, "shares add up to {shares}");
     assert!(profile.samples_per_second > 0.0);
-    assert!(profile.layers.iter().all(|l| l.name == "data" || l.backward.mean_ms > 0.0));
+    assert!(
+        profile
+            .layers
+            .iter()
+            .all(|l| l.name == "data" || l.backward.mean_ms > 0.0)
+    );
     let conv1 = &profile.layers[1];
-    assert_eq!((conv1.param_bytes, conv1.activation_bytes), (4 * 520, 4 * 64 * 20 * 24 * 24));
+    assert_eq!(
+        (conv1.param_bytes, conv1.activation_bytes),
+        (4 * 520, 4 * 64 * 20 * 24 * 24)
+    );
     assert!(profile.peak_rss_bytes.unwrap_or(0) > 0);
 }
 
@@ -59,8 +96,16 @@ fn a_planted_slow_layer_is_ranked_first_with_its_share() {
     let data = mnist();
     let planted = 0.060;
     // Planted on a layer that costs almost nothing itself, so that its share is the planted one.
-    let mut trainer = lenet_trainer(data.shape(), Normalization::mnist(), Some(("pool2", planted)));
-    let config = ProfileConfig { warmup: 1, iterations: 6, ..ProfileConfig::default() };
+    let mut trainer = lenet_trainer(
+        data.shape(),
+        Normalization::mnist(),
+        Some(("pool2", planted)),
+    );
+    let config = ProfileConfig {
+        warmup: 1,
+        iterations: 6,
+        ..ProfileConfig::default()
+    };
     let (profile, _) = profile(&mut trainer, &data, &config).unwrap();
     let top = profile.ranked().into_iter().next().unwrap();
     assert_eq!(top.name, "pool2");
@@ -70,7 +115,11 @@ fn a_planted_slow_layer_is_ranked_first_with_its_share() {
         "pool2 {:.3} vs planted {planted_share:.3}",
         top.share
     );
-    let bottleneck = profile.findings(&config).into_iter().find(|f| f.check == "bottleneck").unwrap();
+    let bottleneck = profile
+        .findings(&config)
+        .into_iter()
+        .find(|f| f.check == "bottleneck")
+        .unwrap();
     assert_eq!(bottleneck.subject, "pool2");
 }
 
@@ -99,33 +148,53 @@ impl SampleSource for SlowDisk {
         self.inner.read_into(index, out)
     }
     fn describe(&self) -> String {
-        format!("{} with {:?} per sample", self.inner.describe(), self.latency)
+        format!(
+            "{} with {:?} per sample",
+            self.inner.describe(),
+            self.latency
+        )
     }
 }
 
 #[test]
 fn the_data_layer_verdict_follows_the_loader() {
-    let options = LoadOptions::new(LoadStrategy::OnDemandNoCache).with_cache(bundled::workspace_cache());
-    let jpegs = bundled::cifar10_test(&options).unwrap().stratified_subset(1_000, 2).unwrap();
-    let config = ProfileConfig { warmup: 1, iterations: 4, ..ProfileConfig::default() };
+    let options =
+        LoadOptions::new(LoadStrategy::OnDemandNoCache).with_cache(bundled::workspace_cache());
+    let jpegs = bundled::cifar10_test(&options)
+        .unwrap()
+        .stratified_subset(1_000, 2)
+        .unwrap();
+    let config = ProfileConfig {
+        warmup: 1,
+        iterations: 4,
+        ..ProfileConfig::default()
+    };
     let verdict_of = |dataset: &Dataset| {
         let mut trainer = lenet_trainer(dataset.shape(), Normalization::cifar10(), None);
         let (profile, _) = profile(&mut trainer, dataset, &config).unwrap();
-        let finding = profile.findings(&config).into_iter().find(|f| f.check == "data_layer_share").unwrap();
+        let finding = profile
+            .findings(&config)
+            .into_iter()
+            .find(|f| f.check == "data_layer_share")
+            .unwrap();
         eprintln!("{}: {}", dataset.source().describe(), finding.message);
         finding.verdict
     };
     let in_memory = jpegs.with_strategy(LoadStrategy::LoadAll).unwrap();
     assert_eq!(verdict_of(&in_memory), Verdict::Pass);
     let slow = jpegs
-        .read_through(Arc::new(SlowDisk { inner: jpegs.source().clone(), latency: std::time::Duration::from_millis(2) }))
+        .read_through(Arc::new(SlowDisk {
+            inner: jpegs.source().clone(),
+            latency: std::time::Duration::from_millis(2),
+        }))
         .unwrap();
     assert_eq!(verdict_of(&slow), Verdict::Fail);
 }
 
 #[test]
 fn loading_strategies_are_compared_and_extrapolated() {
-    let options = LoadOptions::new(LoadStrategy::OnDemandNoCache).with_cache(bundled::workspace_cache());
+    let options =
+        LoadOptions::new(LoadStrategy::OnDemandNoCache).with_cache(bundled::workspace_cache());
     let jpegs = bundled::cifar10_test(&options).unwrap();
     let batcher = model_core::Batcher::new(64, 3, Normalization::cifar10());
     let c = compare_strategies(&jpegs, &batcher, 10, 4096).unwrap();
@@ -133,12 +202,22 @@ fn loading_strategies_are_compared_and_extrapolated() {
     assert!(c.on_demand_batch_ms > c.load_all_batch_ms, "{c:?}");
     assert_eq!(c.load_all_bytes, 10_000 * 3 * 32 * 32);
     let hours = c.hours_saved(500_000);
-    let expected = ((c.on_demand_batch_ms - c.load_all_batch_ms) * 500.0 - c.load_all_setup_seconds) / 3600.0;
+    let expected =
+        ((c.on_demand_batch_ms - c.load_all_batch_ms) * 500.0 - c.load_all_setup_seconds) / 3600.0;
     assert!((hours - expected).abs() < 1e-9);
 }
 
-fn record(start: f64, layers: &[(f64, f64)], data: f64, tail: f64, optimizer: f64) -> IterationRecord {
-    let mut trace = LayerTrace { tail_backward_seconds: tail, ..Default::default() };
+fn record(
+    start: f64,
+    layers: &[(f64, f64)],
+    data: f64,
+    tail: f64,
+    optimizer: f64,
+) -> IterationRecord {
+    let mut trace = LayerTrace {
+        tail_backward_seconds: tail,
+        ..Default::default()
+    };
     trace.layers.push(LayerRecord {
         name: "data".into(),
         kind: "Data".into(),
@@ -160,7 +239,12 @@ fn record(start: f64, layers: &[(f64, f64)], data: f64, tail: f64, optimizer: f6
         });
     }
     let wall = trace.total_seconds() + optimizer;
-    IterationRecord { start, wall_seconds: wall, optimizer_seconds: optimizer, trace }
+    IterationRecord {
+        start,
+        wall_seconds: wall,
+        optimizer_seconds: optimizer,
+        trace,
+    }
 }
 
 proptest! {

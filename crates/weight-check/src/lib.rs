@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{
-    BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
 };
 use model_core::models::PytorchImport;
 use model_core::{Finding, Verdict};
@@ -52,29 +53,46 @@ impl WeightFormat {
 
     /// Loads the file at `path` into `model` by parameter name (missing tensors allowed: the
     /// proof reports them), returning what the loader says it did.
-    pub fn load_into<M: Module>(&self, model: &mut M, path: &Path) -> Result<model_core::models::ImportOutcome, WeightError> {
-        let fail = |reason: String| WeightError { path: path.to_path_buf(), reason };
+    pub fn load_into<M: Module>(
+        &self,
+        model: &mut M,
+        path: &Path,
+    ) -> Result<model_core::models::ImportOutcome, WeightError> {
+        let fail = |reason: String| WeightError {
+            path: path.to_path_buf(),
+            reason,
+        };
         let result = match self {
             WeightFormat::Pytorch(import) => {
-                let mut store = PytorchStore::from_file(path).allow_partial(true).validate(true);
+                let mut store = PytorchStore::from_file(path)
+                    .allow_partial(true)
+                    .validate(true);
                 if let Some(key) = &import.top_level_key {
                     store = store.with_top_level_key(key.clone());
                 }
                 for (from, to) in &import.key_remapping {
                     store = store.with_key_remapping(from, to.clone());
                 }
-                model.load_from(&mut store).map_err(|e| fail(e.to_string()))?
+                model
+                    .load_from(&mut store)
+                    .map_err(|e| fail(e.to_string()))?
             }
             WeightFormat::Burnpack => {
                 let mut store = BurnpackStore::from_file(path).allow_partial(true);
-                model.load_from(&mut store).map_err(|e| fail(format!("{e:?}")))?
+                model
+                    .load_from(&mut store)
+                    .map_err(|e| fail(format!("{e:?}")))?
             }
             WeightFormat::Safetensors(import) => {
-                let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
+                let mut store = SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .allow_partial(true);
                 for (from, to) in &import.key_remapping {
                     store = store.with_key_remapping(from, to.clone());
                 }
-                model.load_from(&mut store).map_err(|e| fail(e.to_string()))?
+                model
+                    .load_from(&mut store)
+                    .map_err(|e| fail(e.to_string()))?
             }
         };
         Ok(model_core::models::ImportOutcome {
@@ -102,8 +120,14 @@ pub struct Weights {
 }
 
 /// Every tensor of a weights file, by name (after the format's key mapping).
-pub fn read_file(path: &Path, format: &WeightFormat) -> Result<BTreeMap<String, Weights>, WeightError> {
-    let fail = |reason: String| WeightError { path: path.to_path_buf(), reason };
+pub fn read_file(
+    path: &Path,
+    format: &WeightFormat,
+) -> Result<BTreeMap<String, Weights>, WeightError> {
+    let fail = |reason: String| WeightError {
+        path: path.to_path_buf(),
+        reason,
+    };
     if !path.is_file() {
         return Err(fail("no such file".into()));
     }
@@ -121,7 +145,9 @@ pub fn read_file(path: &Path, format: &WeightFormat) -> Result<BTreeMap<String, 
         }
         WeightFormat::Burnpack => {
             let mut store = BurnpackStore::from_file(path);
-            let all = store.get_all_tensors().map_err(|e| fail(format!("{e:?}")))?;
+            let all = store
+                .get_all_tensors()
+                .map_err(|e| fail(format!("{e:?}")))?;
             convert(all).map_err(fail)?
         }
         WeightFormat::Safetensors(import) => {
@@ -136,12 +162,23 @@ pub fn read_file(path: &Path, format: &WeightFormat) -> Result<BTreeMap<String, 
     Ok(tensors)
 }
 
-fn convert(all: &BTreeMap<String, burn::store::burn_pack::Tensor>) -> Result<BTreeMap<String, Weights>, String> {
+fn convert(
+    all: &BTreeMap<String, burn::store::burn_pack::Tensor>,
+) -> Result<BTreeMap<String, Weights>, String> {
     let mut out = BTreeMap::new();
     for (name, tensor) in all {
         let data = burn::store::bridge::to_data(tensor).map_err(|e| format!("{name}: {e:?}"))?;
-        let values = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{name}: {e:?}"))?;
-        out.insert(name.clone(), Weights { shape: tensor.shape.to_vec(), values });
+        let values = data
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| format!("{name}: {e:?}"))?;
+        out.insert(
+            name.clone(),
+            Weights {
+                shape: tensor.shape.to_vec(),
+                values,
+            },
+        );
     }
     Ok(out)
 }
@@ -150,11 +187,19 @@ fn convert(all: &BTreeMap<String, burn::store::burn_pack::Tensor>) -> Result<BTr
 /// in the naming and layout of `format` (PyTorch's for PyTorch files).
 pub fn read_model<M: Module>(model: &M, format: &WeightFormat) -> BTreeMap<String, Weights> {
     let adapter: Option<Box<dyn burn::store::ModuleAdapter>> = match format {
-        WeightFormat::Pytorch(_) | WeightFormat::Safetensors(_) => Some(Box::new(BurnToPyTorchAdapter)),
+        WeightFormat::Pytorch(_) | WeightFormat::Safetensors(_) => {
+            Some(Box::new(BurnToPyTorchAdapter))
+        }
         WeightFormat::Burnpack => None,
     };
-    convert(&model.collect(None, adapter, true).into_iter().map(|t| (t.name.clone(), t)).collect())
-        .unwrap_or_default()
+    convert(
+        &model
+            .collect(None, adapter, true)
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect(),
+    )
+    .unwrap_or_default()
 }
 
 /// Statistics of one tensor's values.
@@ -178,14 +223,26 @@ pub const HISTOGRAM_BINS: usize = 32;
 
 impl TensorStats {
     pub fn of(values: &[f32]) -> Self {
-        let finite: Vec<f64> = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64).collect();
+        let finite: Vec<f64> = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| v as f64)
+            .collect();
         let n = finite.len().max(1) as f64;
         let mean = finite.iter().sum::<f64>() / n;
         let var = finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) = finite
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
         let mut histogram = vec![0u32; HISTOGRAM_BINS];
         if !finite.is_empty() {
-            let width = if hi > lo { (hi - lo) / HISTOGRAM_BINS as f64 } else { 1.0 };
+            let width = if hi > lo {
+                (hi - lo) / HISTOGRAM_BINS as f64
+            } else {
+                1.0
+            };
             for &v in &finite {
                 let bin = (((v - lo) / width) as usize).min(HISTOGRAM_BINS - 1);
                 histogram[bin] += 1;
@@ -194,8 +251,16 @@ impl TensorStats {
         TensorStats {
             histogram,
             count: values.len(),
-            min: values.iter().cloned().filter(|v| !v.is_nan()).fold(f32::INFINITY, f32::min),
-            max: values.iter().cloned().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max),
+            min: values
+                .iter()
+                .cloned()
+                .filter(|v| !v.is_nan())
+                .fold(f32::INFINITY, f32::min),
+            max: values
+                .iter()
+                .cloned()
+                .filter(|v| !v.is_nan())
+                .fold(f32::NEG_INFINITY, f32::max),
             mean,
             std: var.sqrt(),
             zeros: values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len().max(1) as f64,
@@ -219,7 +284,10 @@ pub enum TensorStatus {
     /// In the file, not in the model.
     Unused,
     /// In both, with different shapes.
-    Mismatched { model_shape: Vec<usize>, file_shape: Vec<usize> },
+    Mismatched {
+        model_shape: Vec<usize>,
+        file_shape: Vec<usize>,
+    },
     /// Left out of the import on purpose (a new head in transfer learning).
     Excluded,
 }
@@ -270,24 +338,41 @@ pub fn prove(
 ) -> ImportProof {
     let mut tensors = Vec::new();
     let max_diff = |a: &[f32], b: &[f32]| {
-        a.iter().zip(b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() }).fold(0f32, |m, d| if d.is_nan() { f32::NAN } else { m.max(d) })
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
+            .fold(0f32, |m, d| if d.is_nan() { f32::NAN } else { m.max(d) })
     };
     for (name, model) in loaded {
         let init = fresh.get(name).is_some_and(|f| f.values == model.values);
-        let is_excluded = excluded.iter().any(|e| name == e || name.starts_with(&format!("{e}.")));
+        let is_excluded = excluded
+            .iter()
+            .any(|e| name == e || name.starts_with(&format!("{e}.")));
         let (status, diff) = match file.get(name) {
             _ if is_excluded => (TensorStatus::Excluded, None),
             None => (TensorStatus::Missing, None),
             Some(f) if f.shape != model.shape => (
-                TensorStatus::Mismatched { model_shape: model.shape.clone(), file_shape: f.shape.clone() },
+                TensorStatus::Mismatched {
+                    model_shape: model.shape.clone(),
+                    file_shape: f.shape.clone(),
+                },
                 None,
             ),
             Some(f) => {
                 let d = max_diff(&model.values, &f.values);
-                (if d == 0.0 { TensorStatus::Applied } else { TensorStatus::NotLoaded }, Some(d))
+                (
+                    if d == 0.0 {
+                        TensorStatus::Applied
+                    } else {
+                        TensorStatus::NotLoaded
+                    },
+                    Some(d),
+                )
             }
         };
-        let file_differs_from_init = file.get(name).is_none_or(|f| fresh.get(name).is_none_or(|i| i.values != f.values));
+        let file_differs_from_init = file
+            .get(name)
+            .is_none_or(|f| fresh.get(name).is_none_or(|i| i.values != f.values));
         tensors.push(TensorCheck {
             name: name.clone(),
             status,
@@ -298,7 +383,9 @@ pub fn prove(
         });
     }
     for (name, f) in file {
-        let is_excluded = excluded.iter().any(|e| name == e || name.starts_with(&format!("{e}.")));
+        let is_excluded = excluded
+            .iter()
+            .any(|e| name == e || name.starts_with(&format!("{e}.")));
         if !loaded.contains_key(name) && !is_excluded {
             tensors.push(TensorCheck {
                 name: name.clone(),
@@ -352,7 +439,10 @@ impl ImportProof {
                 TensorStatus::Applied if t.at_init => "at_init",
                 TensorStatus::Applied | TensorStatus::Excluded => continue,
             };
-            by_layer.entry((layer_of(&t.name).to_string(), check)).or_default().push(t);
+            by_layer
+                .entry((layer_of(&t.name).to_string(), check))
+                .or_default()
+                .push(t);
         }
         if self.tensors_in_file > 0 && self.unused == self.tensors_in_file {
             findings.push(finding(
@@ -372,22 +462,65 @@ impl ImportProof {
         for ((layer, check), tensors) in by_layer {
             let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
             let (verdict, message, remedy) = match check {
-                "missing" => (Verdict::Fail, format!("{layer}: {} not in the file; it keeps its initial values", names.join(", ")), "add the layer's tensors to the file, or exclude the layer on purpose"),
+                "missing" => (
+                    Verdict::Fail,
+                    format!(
+                        "{layer}: {} not in the file; it keeps its initial values",
+                        names.join(", ")
+                    ),
+                    "add the layer's tensors to the file, or exclude the layer on purpose",
+                ),
                 "shape_mismatch" => {
                     let shapes: Vec<String> = tensors
                         .iter()
                         .map(|t| match &t.status {
-                            TensorStatus::Mismatched { model_shape, file_shape } => format!("{}: model {model_shape:?}, file {file_shape:?}", t.name),
+                            TensorStatus::Mismatched {
+                                model_shape,
+                                file_shape,
+                            } => format!("{}: model {model_shape:?}, file {file_shape:?}", t.name),
                             _ => String::new(),
                         })
                         .collect();
-                    (Verdict::Fail, format!("{layer}: shapes differ ({})", shapes.join("; ")), "build the layer with the file's shape, or re-initialise it on purpose (a new head)")
+                    (
+                        Verdict::Fail,
+                        format!("{layer}: shapes differ ({})", shapes.join("; ")),
+                        "build the layer with the file's shape, or re-initialise it on purpose (a new head)",
+                    )
                 }
-                "not_loaded" => (Verdict::Fail, format!("{layer}: {} in the file but the model does not hold the file's values", names.join(", ")), "check the load's filters: the layer was skipped"),
-                "at_init" => (Verdict::Fail, format!("{layer}: {} still hold their initial values", names.join(", ")), "the layer was not loaded; check the load's filters and key mapping"),
-                _ => (Verdict::Warn, format!("{layer}: {} in the file match no parameter of the model", names.join(", ")), "map the keys, or drop them from the file"),
+                "not_loaded" => (
+                    Verdict::Fail,
+                    format!(
+                        "{layer}: {} in the file but the model does not hold the file's values",
+                        names.join(", ")
+                    ),
+                    "check the load's filters: the layer was skipped",
+                ),
+                "at_init" => (
+                    Verdict::Fail,
+                    format!(
+                        "{layer}: {} still hold their initial values",
+                        names.join(", ")
+                    ),
+                    "the layer was not loaded; check the load's filters and key mapping",
+                ),
+                _ => (
+                    Verdict::Warn,
+                    format!(
+                        "{layer}: {} in the file match no parameter of the model",
+                        names.join(", ")
+                    ),
+                    "map the keys, or drop them from the file",
+                ),
             };
-            findings.push(finding(check, verdict, &layer, tensors.len() as f64, 0.0, message, remedy));
+            findings.push(finding(
+                check,
+                verdict,
+                &layer,
+                tensors.len() as f64,
+                0.0,
+                message,
+                remedy,
+            ));
         }
         if findings.is_empty() {
             findings.push(finding(
@@ -414,7 +547,15 @@ impl ImportProof {
     }
 }
 
-fn finding(check: &str, verdict: Verdict, subject: &str, measured: f64, threshold: f64, message: String, remedy: &str) -> Finding {
+fn finding(
+    check: &str,
+    verdict: Verdict,
+    subject: &str,
+    measured: f64,
+    threshold: f64,
+    message: String,
+    remedy: &str,
+) -> Finding {
     Finding {
         check: check.into(),
         verdict,
@@ -428,11 +569,19 @@ fn finding(check: &str, verdict: Verdict, subject: &str, measured: f64, threshol
 
 /// Relative change of every tensor between two weight sets: `|b - a| / |a|` (L2), for tensors in
 /// both with the same shape. A layer that did not move (frozen by mistake) shows 0.
-pub fn relative_change(a: &BTreeMap<String, Weights>, b: &BTreeMap<String, Weights>) -> BTreeMap<String, f64> {
+pub fn relative_change(
+    a: &BTreeMap<String, Weights>,
+    b: &BTreeMap<String, Weights>,
+) -> BTreeMap<String, f64> {
     a.iter()
         .filter_map(|(name, wa)| {
             let wb = b.get(name).filter(|wb| wb.shape == wa.shape)?;
-            let num: f64 = wa.values.iter().zip(&wb.values).map(|(x, y)| ((y - x) as f64).powi(2)).sum();
+            let num: f64 = wa
+                .values
+                .iter()
+                .zip(&wb.values)
+                .map(|(x, y)| ((y - x) as f64).powi(2))
+                .sum();
             let den: f64 = wa.values.iter().map(|&x| (x as f64).powi(2)).sum();
             Some((name.clone(), num.sqrt() / den.sqrt().max(1e-12)))
         })

@@ -8,14 +8,23 @@ use image::{Rgb, RgbImage};
 /// otherwise each input channel is a grey tile, one row of tiles per output filter (at most
 /// `max_inputs` channels shown). Each pixel is `scale` pixels wide; tiles
 /// are separated by a 1-pixel dark line.
-pub fn conv_filter_grid(values: &[f32], shape: [usize; 4], scale: u32, max_inputs: usize) -> RgbImage {
+pub fn conv_filter_grid(
+    values: &[f32],
+    shape: [usize; 4],
+    scale: u32,
+    max_inputs: usize,
+) -> RgbImage {
     let [out, inputs, kh, kw] = shape;
     let scale = scale.max(1);
     let rgb = inputs == 3;
     // One tile per filter (RGB, or grey for a single input channel) in a square grid; otherwise
     // a row of per-channel tiles per filter.
     let square = rgb || inputs == 1;
-    let shown_inputs = if square { 1 } else { inputs.min(max_inputs.max(1)) };
+    let shown_inputs = if square {
+        1
+    } else {
+        inputs.min(max_inputs.max(1))
+    };
     let (cols, rows) = if square {
         let cols = (out as f64).sqrt().ceil().max(1.0) as usize;
         (cols, out.div_ceil(cols))
@@ -30,16 +39,41 @@ pub fn conv_filter_grid(values: &[f32], shape: [usize; 4], scale: u32, max_input
     let plane = kh * kw;
     for o in 0..out {
         let filter = &values[o * inputs * plane..(o + 1) * inputs * plane];
-        let (lo, hi) = filter.iter().filter(|v| v.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) = filter
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
         let span = if hi > lo { hi - lo } else { 1.0 };
-        let norm = |v: f32| if v.is_finite() { (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8 } else { 255 };
+        let norm = |v: f32| {
+            if v.is_finite() {
+                (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8
+            } else {
+                255
+            }
+        };
         let tiles: Vec<(usize, usize, Box<dyn Fn(usize, usize) -> Rgb<u8>>)> = if rgb {
-            vec![(o % cols, o / cols, Box::new(move |y, x| Rgb([norm(filter[y * kw + x]), norm(filter[plane + y * kw + x]), norm(filter[2 * plane + y * kw + x])])))]
+            vec![(
+                o % cols,
+                o / cols,
+                Box::new(move |y, x| {
+                    Rgb([
+                        norm(filter[y * kw + x]),
+                        norm(filter[plane + y * kw + x]),
+                        norm(filter[2 * plane + y * kw + x]),
+                    ])
+                }),
+            )]
         } else if square {
-            vec![(o % cols, o / cols, Box::new(move |y, x| {
-                let g = norm(filter[y * kw + x]);
-                Rgb([g, g, g])
-            }))]
+            vec![(
+                o % cols,
+                o / cols,
+                Box::new(move |y, x| {
+                    let g = norm(filter[y * kw + x]);
+                    Rgb([g, g, g])
+                }),
+            )]
         } else {
             (0..shown_inputs)
                 .map(|c| {
@@ -59,7 +93,11 @@ pub fn conv_filter_grid(values: &[f32], shape: [usize; 4], scale: u32, max_input
                     let p = pixel(y, x);
                     for dy in 0..scale {
                         for dx in 0..scale {
-                            img.put_pixel(x0 + x as u32 * scale + dx, y0 + y as u32 * scale + dy, p);
+                            img.put_pixel(
+                                x0 + x as u32 * scale + dx,
+                                y0 + y as u32 * scale + dy,
+                                p,
+                            );
                         }
                     }
                 }
@@ -94,9 +132,17 @@ pub fn heat_map(values: &[f32], rows: usize, cols: usize, max_side: usize) -> Rg
     }
     let peak = cells.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
     RgbImage::from_fn(w.max(1) as u32, h.max(1) as u32, |x, y| {
-        let v = cells.get(y as usize * w + x as usize).copied().unwrap_or(0.0) / peak;
+        let v = cells
+            .get(y as usize * w + x as usize)
+            .copied()
+            .unwrap_or(0.0)
+            / peak;
         let t = (v.abs().min(1.0) * 255.0) as u8;
-        if v >= 0.0 { Rgb([255, 255 - t, 255 - t]) } else { Rgb([255 - t, 255 - t, 255]) }
+        if v >= 0.0 {
+            Rgb([255, 255 - t, 255 - t])
+        } else {
+            Rgb([255 - t, 255 - t, 255])
+        }
     })
 }
 

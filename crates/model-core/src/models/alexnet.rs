@@ -53,7 +53,9 @@ impl AlexNet {
             c
         };
         let linear = |din, dout| {
-            let mut l = LinearConfig::new(din, dout).with_initializer(gaussian(0.005)).init(device);
+            let mut l = LinearConfig::new(din, dout)
+                .with_initializer(gaussian(0.005))
+                .init(device);
             l.bias = zero_bias(l.bias);
             l
         };
@@ -80,25 +82,50 @@ impl AlexNet {
 
 impl Classifier for AlexNet {
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
-        let x = tap.layer("conv1", "Convolution+ReLU", images, |x| relu(self.conv1.forward(x)));
+        let x = tap.layer("conv1", "Convolution+ReLU", images, |x| {
+            relu(self.conv1.forward(x))
+        });
         let x = tap.layer("pool1", "Pooling", x, |x| self.pool1.forward(x));
-        let x = tap.layer("conv2", "Convolution+ReLU", x, |x| relu(self.conv2.forward(x)));
+        let x = tap.layer("conv2", "Convolution+ReLU", x, |x| {
+            relu(self.conv2.forward(x))
+        });
         let x = tap.layer("pool2", "Pooling", x, |x| self.pool2.forward(x));
-        let x = tap.layer("conv3", "Convolution+ReLU", x, |x| relu(self.conv3.forward(x)));
-        let x = tap.layer("conv4", "Convolution+ReLU", x, |x| relu(self.conv4.forward(x)));
-        let x = tap.layer("conv5", "Convolution+ReLU", x, |x| relu(self.conv5.forward(x)));
+        let x = tap.layer("conv3", "Convolution+ReLU", x, |x| {
+            relu(self.conv3.forward(x))
+        });
+        let x = tap.layer("conv4", "Convolution+ReLU", x, |x| {
+            relu(self.conv4.forward(x))
+        });
+        let x = tap.layer("conv5", "Convolution+ReLU", x, |x| {
+            relu(self.conv5.forward(x))
+        });
         let x = tap.layer("pool5", "Pooling", x, |x| self.pool5.forward(x));
-        let x = tap.layer_owning("fc6", "InnerProduct+ReLU+Dropout", &["fc6", "drop6"], x, |x| {
-            self.drop6.forward(relu(self.fc6.forward(x.flatten::<2>(1, 3))))
-        });
-        let x = tap.layer_owning("fc7", "InnerProduct+ReLU+Dropout", &["fc7", "drop7"], x, |x| {
-            self.drop7.forward(relu(self.fc7.forward(x)))
-        });
+        let x = tap.layer_owning(
+            "fc6",
+            "InnerProduct+ReLU+Dropout",
+            &["fc6", "drop6"],
+            x,
+            |x| {
+                self.drop6
+                    .forward(relu(self.fc6.forward(x.flatten::<2>(1, 3))))
+            },
+        );
+        let x = tap.layer_owning(
+            "fc7",
+            "InnerProduct+ReLU+Dropout",
+            &["fc7", "drop7"],
+            x,
+            |x| self.drop7.forward(relu(self.fc7.forward(x))),
+        );
         tap.layer("fc8", "InnerProduct", x, |x| self.fc8.forward(x))
     }
 
     fn input_shape(&self) -> SampleShape {
-        SampleShape { channels: self.input[0], height: self.input[1], width: self.input[2] }
+        SampleShape {
+            channels: self.input[0],
+            height: self.input[1],
+            width: self.input[2],
+        }
     }
 
     fn num_classes(&self) -> usize {

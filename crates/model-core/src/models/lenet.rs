@@ -31,14 +31,21 @@ pub struct LeNet {
 impl LeNet {
     /// LeNet for `input` images (MNIST: 1x28x28) and `classes` labels, on `device`.
     pub fn new(input: SampleShape, classes: usize, device: &Device) -> Self {
-        let xavier = Initializer::KaimingUniform { gain: 1.0, fan_out_only: false };
+        let xavier = Initializer::KaimingUniform {
+            gain: 1.0,
+            fan_out_only: false,
+        };
         let conv = |cin, cout| {
-            let mut c = Conv2dConfig::new([cin, cout], [5, 5]).with_initializer(xavier.clone()).init(device);
+            let mut c = Conv2dConfig::new([cin, cout], [5, 5])
+                .with_initializer(xavier.clone())
+                .init(device);
             c.bias = zero_bias(c.bias);
             c
         };
         let linear = |din, dout| {
-            let mut l = LinearConfig::new(din, dout).with_initializer(xavier.clone()).init(device);
+            let mut l = LinearConfig::new(din, dout)
+                .with_initializer(xavier.clone())
+                .init(device);
             l.bias = zero_bias(l.bias);
             l
         };
@@ -58,7 +65,15 @@ impl LeNet {
 
     /// LeNet for MNIST (1x28x28, 10 classes).
     pub fn mnist(device: &Device) -> Self {
-        LeNet::new(SampleShape { channels: 1, height: 28, width: 28 }, 10, device)
+        LeNet::new(
+            SampleShape {
+                channels: 1,
+                height: 28,
+                width: 28,
+            },
+            10,
+            device,
+        )
     }
 }
 
@@ -68,12 +83,18 @@ impl Classifier for LeNet {
         let x = tap.layer("pool1", "Pooling", x, |x| self.pool1.forward(x));
         let x = tap.layer("conv2", "Convolution", x, |x| self.conv2.forward(x));
         let x = tap.layer("pool2", "Pooling", x, |x| self.pool2.forward(x));
-        let x = tap.layer("ip1", "InnerProduct+ReLU", x, |x| relu(self.ip1.forward(x.flatten::<2>(1, 3))));
+        let x = tap.layer("ip1", "InnerProduct+ReLU", x, |x| {
+            relu(self.ip1.forward(x.flatten::<2>(1, 3)))
+        });
         tap.layer("ip2", "InnerProduct", x, |x| self.ip2.forward(x))
     }
 
     fn input_shape(&self) -> SampleShape {
-        SampleShape { channels: self.input[0], height: self.input[1], width: self.input[2] }
+        SampleShape {
+            channels: self.input[0],
+            height: self.input[1],
+            width: self.input[2],
+        }
     }
 
     fn num_classes(&self) -> usize {

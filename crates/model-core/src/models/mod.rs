@@ -83,12 +83,16 @@ impl FromStr for ModelKind {
         ModelKind::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown model `{s}`; expected one of: lenet, resnet20, alexnet"))
+            .ok_or_else(|| {
+                format!("unknown model `{s}`; expected one of: lenet, resnet20, alexnet")
+            })
     }
 }
 
 /// Sets a bias parameter to zeros (Caffe's `constant` bias filler), keeping its id and device.
-pub(crate) fn zero_bias(bias: Option<burn::module::Param<Tensor<1>>>) -> Option<burn::module::Param<Tensor<1>>> {
+pub(crate) fn zero_bias(
+    bias: Option<burn::module::Param<Tensor<1>>>,
+) -> Option<burn::module::Param<Tensor<1>>> {
     bias.map(|p| {
         let id = p.id;
         let device = p.lazy_device();

@@ -16,7 +16,10 @@ fn conv3x3(cin: usize, cout: usize, stride: usize, device: &Device) -> Conv2d {
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: false })
+        .with_initializer(Initializer::KaimingNormal {
+            gain: 2f64.sqrt(),
+            fan_out_only: false,
+        })
         .init(device)
 }
 
@@ -52,7 +55,8 @@ impl BasicBlock {
         let out = self.bn2.forward(self.conv2.forward(out));
         let shortcut = if self.stride != 1 || self.in_planes != self.planes {
             let pad = self.planes / 4;
-            x.slice(s![.., .., ..;2, ..;2]).pad([(pad, pad), (0, 0), (0, 0)], PadMode::Constant(0.0))
+            x.slice(s![.., .., ..;2, ..;2])
+                .pad([(pad, pad), (0, 0), (0, 0)], PadMode::Constant(0.0))
         } else {
             x
         };
@@ -103,7 +107,10 @@ impl ResNet20 {
             layer2: stage(16, 32, 2),
             layer3: stage(32, 64, 2),
             linear: LinearConfig::new(64, classes)
-                .with_initializer(Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: false })
+                .with_initializer(Initializer::KaimingNormal {
+                    gain: 2f64.sqrt(),
+                    fan_out_only: false,
+                })
                 .init(device),
             input: [input.channels, input.height, input.width],
             classes,
@@ -112,26 +119,50 @@ impl ResNet20 {
 
     /// ResNet-20 for CIFAR-10 (3x32x32, 10 classes).
     pub fn cifar10(device: &Device) -> Self {
-        ResNet20::new(SampleShape { channels: 3, height: 32, width: 32 }, 10, device)
+        ResNet20::new(
+            SampleShape {
+                channels: 3,
+                height: 32,
+                width: 32,
+            },
+            10,
+            device,
+        )
     }
 }
 
 impl Classifier for ResNet20 {
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut Tap) -> Tensor<2> {
-        let mut x = tap.layer_owning("conv1", "Convolution+BatchNorm+ReLU", &["conv1", "bn1"], images, |x| {
-            relu(self.bn1.forward(self.conv1.forward(x)))
-        });
-        for (stage, blocks) in [("layer1", &self.layer1), ("layer2", &self.layer2), ("layer3", &self.layer3)] {
+        let mut x = tap.layer_owning(
+            "conv1",
+            "Convolution+BatchNorm+ReLU",
+            &["conv1", "bn1"],
+            images,
+            |x| relu(self.bn1.forward(self.conv1.forward(x))),
+        );
+        for (stage, blocks) in [
+            ("layer1", &self.layer1),
+            ("layer2", &self.layer2),
+            ("layer3", &self.layer3),
+        ] {
             for (i, block) in blocks.iter().enumerate() {
-                x = tap.layer(&format!("{stage}.{i}"), "BasicBlock", x, |x| block.forward(x));
+                x = tap.layer(&format!("{stage}.{i}"), "BasicBlock", x, |x| {
+                    block.forward(x)
+                });
             }
         }
-        let x = tap.layer("pool", "Pooling", x, |x| x.mean_dims(&[2, 3]).flatten::<2>(1, 3));
+        let x = tap.layer("pool", "Pooling", x, |x| {
+            x.mean_dims(&[2, 3]).flatten::<2>(1, 3)
+        });
         tap.layer("linear", "InnerProduct", x, |x| self.linear.forward(x))
     }
 
     fn input_shape(&self) -> SampleShape {
-        SampleShape { channels: self.input[0], height: self.input[1], width: self.input[2] }
+        SampleShape {
+            channels: self.input[0],
+            height: self.input[1],
+            width: self.input[2],
+        }
     }
 
     fn num_classes(&self) -> usize {

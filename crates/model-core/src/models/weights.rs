@@ -20,7 +20,11 @@ pub struct PytorchImport {
 impl PytorchImport {
     /// Keys used as they are.
     pub fn plain() -> Self {
-        PytorchImport { top_level_key: None, key_remapping: Vec::new(), allow_partial: false }
+        PytorchImport {
+            top_level_key: None,
+            key_remapping: Vec::new(),
+            allow_partial: false,
+        }
     }
 
     /// A checkpoint saved as `{'state_dict': {'module.<path>': tensor}}` (DataParallel), as
@@ -55,7 +59,10 @@ pub struct ImportOutcome {
 impl ImportOutcome {
     /// Every parameter received a tensor, every tensor was used, nothing failed.
     pub fn is_complete(&self) -> bool {
-        self.missing.is_empty() && self.unused.is_empty() && self.errors.is_empty() && !self.applied.is_empty()
+        self.missing.is_empty()
+            && self.unused.is_empty()
+            && self.errors.is_empty()
+            && !self.applied.is_empty()
     }
 }
 
@@ -68,8 +75,15 @@ pub struct ImportError {
 }
 
 /// Loads the tensors of the PyTorch file at `path` into `model` by parameter name.
-pub fn import_pytorch<M: Module>(model: &mut M, path: &Path, import: &PytorchImport) -> Result<ImportOutcome, ImportError> {
-    let fail = |reason: String| ImportError { path: path.to_path_buf(), reason };
+pub fn import_pytorch<M: Module>(
+    model: &mut M,
+    path: &Path,
+    import: &PytorchImport,
+) -> Result<ImportOutcome, ImportError> {
+    let fail = |reason: String| ImportError {
+        path: path.to_path_buf(),
+        reason,
+    };
     if !path.is_file() {
         return Err(fail("no such file".into()));
     }
@@ -78,14 +92,18 @@ pub fn import_pytorch<M: Module>(model: &mut M, path: &Path, import: &PytorchImp
             return Err(fail(format!("key remapping `{from}`: {e}")));
         }
     }
-    let mut store = PytorchStore::from_file(path).allow_partial(true).validate(true);
+    let mut store = PytorchStore::from_file(path)
+        .allow_partial(true)
+        .validate(true);
     if let Some(key) = &import.top_level_key {
         store = store.with_top_level_key(key.clone());
     }
     for (from, to) in &import.key_remapping {
         store = store.with_key_remapping(from, to.clone());
     }
-    let result = model.load_from(&mut store).map_err(|e| fail(e.to_string()))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| fail(e.to_string()))?;
     let outcome = ImportOutcome {
         applied: result.applied.clone(),
         missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
@@ -104,5 +122,7 @@ pub fn import_pytorch<M: Module>(model: &mut M, path: &Path, import: &PytorchImp
 
 /// Rejects patterns that `PytorchStore::with_key_remapping` would panic on.
 fn regex_check(pattern: &str) -> Result<(), String> {
-    burn::module::ParamGroup::from_regex(pattern).map(|_| ()).map_err(|e| format!("{e:?}"))
+    burn::module::ParamGroup::from_regex(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
 }
