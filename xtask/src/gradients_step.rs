@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use grad_monitor::{GradMonitor, MonitorConfig, step_report};
 use model_core::tap::TapDetail;
@@ -69,43 +68,6 @@ impl Faults {
     }
 }
 
-/// Writes NaN into the first value of every float parameter under a layer.
-struct PlantNan {
-    stack: Vec<String>,
-    layer: String,
-    planted: usize,
-}
-
-impl ModuleMapper for PlantNan {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.stack.join(".");
-        if !(path.starts_with(&format!("{}.", self.layer)) && path.ends_with("weight")) {
-            return p;
-        }
-        let id = p.id;
-        let value = p.val();
-        let autodiff = value.is_autodiff();
-        let Ok(mut values) = value.inner().try_into_vec_as::<f32>() else {
-            return p;
-        };
-        if let Some(v) = values.first_mut() {
-            *v = f32::NAN;
-        }
-        let fresh = Tensor::<D>::from_data(
-            TensorData::new(values, p.lazy_shape()),
-            &p.lazy_device().inner(),
-        );
-        self.planted += 1;
-        p.transform_for_load(if autodiff { fresh.autodiff() } else { fresh }, id)
-    }
-}
-
 /// The monitor as the trainer's hook, counting iterations across a model swap.
 struct Watch<'a> {
     monitor: &'a mut GradMonitor,
@@ -150,9 +112,10 @@ pub fn run(
         let plan = batcher.plan(train.len(), 0);
         for i in 0..iterations {
             if i == nan_at && let Some(layer) = &faults.nan {
-                let mut plant = PlantNan { stack: Vec::new(), layer: layer.clone(), planted: 0 };
-                let model = trainer.model().clone().map(&mut plant);
-                if plant.planted == 0 {
+                let prefix = format!("{layer}.");
+                let (model, planted) =
+                    model_core::models::plant_nan(trainer.model().clone(), |path| path.starts_with(&prefix) && path.ends_with("weight"));
+                if planted == 0 {
                     return Err(RunError::Usage(format!("--inject nan={layer}: no weight under `{layer}`")));
                 }
                 trainer = Trainer::new(model, config.clone(), device);

@@ -1,11 +1,11 @@
 //! Planted faults on real MNIST, each caught with the right verdict and layer; a healthy run of
 //! the same length raises nothing.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::prelude::*;
 use grad_monitor::{GradMonitor, MonitorConfig};
 use model_core::bundled::{self, MnistSplit};
-use model_core::models::{LeNet, materialize};
+use model_core::models::{LeNet, materialize, plant_nan};
 use model_core::tap::TapDetail;
 use model_core::train::{
     Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer,
@@ -105,44 +105,14 @@ fn a_learning_rate_100x_too_high_is_caught() {
     );
 }
 
-struct PlantNan(Vec<String>, &'static str);
-
-impl ModuleMapper for PlantNan {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.0.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.0.pop();
-    }
-    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.0.join(".") != self.1 {
-            return p;
-        }
-        let id = p.id;
-        let value = p.val();
-        let autodiff = value.is_autodiff();
-        let mut values: Vec<f32> = value.inner().try_into_vec_as::<f32>().unwrap();
-        values[0] = f32::NAN;
-        let fresh = Tensor::<D>::from_data(
-            TensorData::new(values, p.lazy_shape()),
-            &p.lazy_device().inner(),
-        );
-        p.transform_for_load(if autodiff { fresh.autodiff() } else { fresh }, id)
-    }
-}
-
 #[test]
 fn a_nan_planted_mid_run_is_found_in_its_layer() {
-    let mut trained: Option<LeNet> = None;
     let base = lenet(3);
     let (monitor, findings) = watch(sgd(0.01), base.clone(), &mut |i, replace| {
         if i == 20 {
-            *replace = Some(
-                trained
-                    .take()
-                    .unwrap_or_else(|| base.clone())
-                    .map(&mut PlantNan(vec![], "conv2.weight")),
-            );
+            let (model, planted) = plant_nan(base.clone(), |path| path == "conv2.weight");
+            assert_eq!(planted, 1);
+            *replace = Some(model);
         }
     });
     let nonfinite = findings

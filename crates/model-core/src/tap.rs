@@ -394,6 +394,27 @@ impl Tap {
         }
     }
 
+    /// Runs `f(x)` between two device synchronisations and returns its output and seconds; a
+    /// planted delay for `name` is spent inside the window.
+    fn timed_forward<const I: usize, T>(
+        &mut self,
+        name: &str,
+        x: Tensor<I>,
+        f: impl FnOnce(Tensor<I>) -> T,
+    ) -> (T, f64) {
+        let device = self.device.get_or_insert_with(|| x.device()).clone();
+        let _ = device.sync();
+        let started = Instant::now();
+        let out = f(x);
+        if let Some((layer, seconds)) = &self.delay
+            && layer == name
+        {
+            std::thread::sleep(std::time::Duration::from_secs_f64(*seconds));
+        }
+        let _ = device.sync();
+        (out, started.elapsed().as_secs_f64())
+    }
+
     /// Records the data layer: the seconds spent assembling the batch `images`, and (with full
     /// detail) the statistics of the images as the network sees them.
     pub fn data_layer<const D: usize>(&mut self, name: &str, images: &Tensor<D>, seconds: f64) {
@@ -445,17 +466,7 @@ impl Tap {
         if !self.is_on() {
             return f(x);
         }
-        let device = self.device.get_or_insert_with(|| x.device()).clone();
-        let _ = device.sync();
-        let started = Instant::now();
-        let out = f(x);
-        if let Some((layer, seconds)) = &self.delay
-            && layer == name
-        {
-            std::thread::sleep(std::time::Duration::from_secs_f64(*seconds));
-        }
-        let _ = device.sync();
-        let forward_seconds = started.elapsed().as_secs_f64();
+        let (out, forward_seconds) = self.timed_forward(name, x, f);
 
         let output_shape = out.dims().to_vec();
         let data = (self.detail == TapDetail::Full)
@@ -498,12 +509,7 @@ impl Tap {
         if !self.is_on() {
             return f(x);
         }
-        let device = self.device.get_or_insert_with(|| x.device()).clone();
-        let _ = device.sync();
-        let started = Instant::now();
-        let out = f(x);
-        let _ = device.sync();
-        let forward_seconds = started.elapsed().as_secs_f64();
+        let (out, forward_seconds) = self.timed_forward(name, x, f);
         let data = (self.detail == TapDetail::Full)
             .then(|| pending(out.clone().inner()))
             .flatten();

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use model_core::bundled;
-use model_core::models::{BasicBlock, Classifier, LeNet, ResNet20};
+use model_core::models::{BasicBlock, Classifier, LeNet, ResNet20, plant_nan};
 use model_core::tap::{Tap, TapDetail, trainable_param_count};
 use model_core::{Batcher, LoadOptions, SampleShape};
 use proptest::prelude::*;
@@ -161,38 +161,12 @@ proptest! {
     }
 }
 
-/// Sets one value of the parameter at `path` to NaN.
-struct PlantNan(Vec<String>, &'static str);
-
-impl ModuleMapper for PlantNan {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.0.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.0.pop();
-    }
-    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.0.join(".") != self.1 {
-            return p;
-        }
-        let id = p.id;
-        let value = p.val();
-        let autodiff = value.is_autodiff();
-        let mut values: Vec<f32> = value.inner().try_into_vec_as::<f32>().unwrap();
-        values[0] = f32::NAN;
-        let data = TensorData::new(values, p.lazy_shape());
-        let device = p.lazy_device();
-        let fresh = Tensor::<D>::from_data(data, &device.clone().inner());
-        let fresh = if autodiff { fresh.autodiff() } else { fresh };
-        p.transform_for_load(fresh, id)
-    }
-}
-
 #[test]
 fn a_planted_nan_shows_in_its_layer_and_not_before() {
     let device = Device::flex().autodiff();
     device.seed(1);
-    let model = LeNet::mnist(&device).map(&mut PlantNan(vec![], "conv2.weight"));
+    let (model, planted) = plant_nan(LeNet::mnist(&device), |path| path == "conv2.weight");
+    assert_eq!(planted, 1);
     let (images, labels) = random_batch(&device, [4, 1, 28, 28], 10, 1);
     let mut tap = Tap::new(TapDetail::Full);
     let logits = model.forward_tapped(images, &mut tap);

@@ -112,3 +112,53 @@ pub fn materialize<M: Module>(model: &M) {
     }
     model.visit(&mut Draw);
 }
+
+/// Writes NaN into the first value of every float parameter of `model` whose module path
+/// (`conv2.weight`) satisfies `matches`, keeping each parameter's id, device and gradient
+/// requirement: the planted-NaN fault. Returns the model and how many parameters were hit.
+pub fn plant_nan<M: Module>(model: M, matches: impl Fn(&str) -> bool) -> (M, usize) {
+    struct Plant<F> {
+        stack: Vec<String>,
+        matches: F,
+        planted: usize,
+    }
+    impl<F: Fn(&str) -> bool> burn::module::ModuleMapper for Plant<F> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.stack.push(name.into());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.stack.pop();
+        }
+        fn map_float<const D: usize>(
+            &mut self,
+            p: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            if !(self.matches)(&self.stack.join(".")) {
+                return p;
+            }
+            let id = p.id;
+            let value = p.val();
+            let autodiff = value.is_autodiff();
+            let Ok(mut values) = value.inner().try_into_vec_as::<f32>() else {
+                return p;
+            };
+            let Some(first) = values.first_mut() else {
+                return p;
+            };
+            *first = f32::NAN;
+            let fresh = Tensor::<D>::from_data(
+                TensorData::new(values, p.lazy_shape()),
+                &p.lazy_device().inner(),
+            );
+            self.planted += 1;
+            p.transform_for_load(if autodiff { fresh.autodiff() } else { fresh }, id)
+        }
+    }
+    let mut plant = Plant {
+        stack: Vec::new(),
+        matches,
+        planted: 0,
+    };
+    let model = model.map(&mut plant);
+    (model, plant.planted)
+}
