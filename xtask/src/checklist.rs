@@ -311,17 +311,17 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
 }
 
 /// What every step gets from the frame.
-struct StepContext<'a> {
-    args: &'a Args,
-    choice: &'a DatasetChoice,
-    options: &'a LoadOptions,
-    kind: ModelKind,
-    run_model: &'a model::RunModel,
-    train: &'a model_core::Dataset,
-    eval: &'a model_core::Dataset,
-    normalization: &'a Normalization,
+pub(crate) struct StepContext<'a> {
+    pub args: &'a Args,
+    pub choice: &'a DatasetChoice,
+    pub options: &'a LoadOptions,
+    pub kind: ModelKind,
+    pub run_model: &'a model::RunModel,
+    pub train: &'a model_core::Dataset,
+    pub eval: &'a model_core::Dataset,
+    pub normalization: &'a Normalization,
     /// The run's device, with autodiff.
-    device: burn::prelude::Device,
+    pub device: burn::prelude::Device,
 }
 
 /// Runs one step. Each step's issue replaces its arm with the step's entry point (and adds the
@@ -330,18 +330,7 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
     match step {
         Step::Weights => {
             let faults = weights_step::Faults::from_injected(&cx.args.inject)?;
-            let prepared = weights_step::prepare(
-                cx.kind,
-                cx.run_model,
-                cx.args.weights.as_deref(),
-                cx.train,
-                cx.normalization,
-                &cx.device,
-                cx.args.seed,
-                cx.args.iterations as usize,
-                &cx.args.out,
-                &faults,
-            )?;
+            let prepared = weights_step::prepare(cx, &faults)?;
             weights_step::run(
                 &prepared,
                 Some(cx.eval),
@@ -350,28 +339,8 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
                 &cx.args.out,
             )
         }
-        Step::Timings => timings_step::run(
-            cx.run_model,
-            cx.train,
-            cx.choice,
-            cx.options,
-            cx.normalization,
-            &cx.device,
-            cx.args.seed,
-            cx.args.iterations as usize,
-            &cx.args.inject,
-            &cx.args.out,
-        ),
-        Step::Gradients => gradients_step::run(
-            cx.run_model,
-            cx.train,
-            cx.normalization,
-            &cx.device,
-            cx.args.seed,
-            cx.args.iterations as usize,
-            &cx.args.inject,
-            &cx.args.out,
-        ),
+        Step::Timings => timings_step::run(cx),
+        Step::Gradients => gradients_step::run(cx),
         Step::Data | Step::Results => {
             Err(RunError::Usage(format!("step `{step}` is not built yet")))
         }

@@ -1,18 +1,14 @@
 //! The checklist's step 4, `gradients`: train the run's model for `--iterations` with the tap at
 //! full detail and `grad-monitor` watching; plant the step's faults on request.
 
-use std::path::Path;
-
-use burn::prelude::*;
 use grad_monitor::{GradMonitor, MonitorConfig, step_report};
+use model_core::StepReport;
 use model_core::tap::TapDetail;
 use model_core::train::{
     Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer,
 };
-use model_core::{Dataset, Normalization, StepReport};
 
-use crate::checklist::RunError;
-use crate::model::RunModel;
+use crate::checklist::{RunError, StepContext};
 use crate::with_model;
 
 /// The faults of this step, from `--inject`.
@@ -84,17 +80,15 @@ impl<M> TrainHook<M> for Watch<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    run_model: &RunModel,
-    train: &Dataset,
-    normalization: &Normalization,
-    device: &Device,
-    seed: u64,
-    iterations: usize,
-    injected: &[String],
-    out: &Path,
-) -> Result<StepReport, RunError> {
+pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
+    let (run_model, train, normalization, device) =
+        (cx.run_model, cx.train, cx.normalization, &cx.device);
+    let (seed, iterations, injected, out) = (
+        cx.args.seed,
+        cx.args.iterations as usize,
+        cx.args.inject.as_slice(),
+        cx.args.out.as_path(),
+    );
     let faults = Faults::from_injected(injected)?;
     let lr = if faults.lr_x100 { 1.0 } else { 0.01 };
     let mut config = TrainConfig::new(OptimizerChoice::sgd(0.9), lr, normalization.clone())

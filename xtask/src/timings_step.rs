@@ -2,19 +2,14 @@
 //! the tap (`profiler`), compare the loading strategies on the run's dataset, write the bar
 //! chart and the Chrome trace.
 
-use std::path::Path;
-
-use burn::prelude::*;
-use model_core::bundled::DatasetChoice;
 use model_core::tap::TapDetail;
 use model_core::train::{OptimizerChoice, TrainConfig, Trainer};
-use model_core::{Batcher, Dataset, LoadOptions, LoadStrategy, Normalization, StepReport};
+use model_core::{Batcher, LoadOptions, LoadStrategy, StepReport};
 use profiler::{
     ProfileConfig, bar_chart_svg, chrome_trace, compare_strategies, profile, step_report,
 };
 
-use crate::checklist::RunError;
-use crate::model::RunModel;
+use crate::checklist::{RunError, StepContext};
 use crate::with_model;
 
 /// Extra forward seconds the `slow-layer=NAME` fault plants in NAME.
@@ -35,19 +30,21 @@ pub fn slow_layer(injected: &[String]) -> Result<Option<String>, RunError> {
     Ok(None)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    run_model: &RunModel,
-    train: &Dataset,
-    choice: &DatasetChoice,
-    cache: &LoadOptions,
-    normalization: &Normalization,
-    device: &Device,
-    seed: u64,
-    iterations: usize,
-    injected: &[String],
-    out: &Path,
-) -> Result<StepReport, RunError> {
+pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
+    let (run_model, train, choice, cache, normalization, device) = (
+        cx.run_model,
+        cx.train,
+        cx.choice,
+        cx.options,
+        cx.normalization,
+        &cx.device,
+    );
+    let (seed, iterations, injected, out) = (
+        cx.args.seed,
+        cx.args.iterations as usize,
+        cx.args.inject.as_slice(),
+        cx.args.out.as_path(),
+    );
     let config = ProfileConfig {
         warmup: 3,
         iterations: iterations.clamp(1, 30),

@@ -20,7 +20,7 @@ use weight_check::{
     WeightFormat, Weights, prove, read_file, read_model, restore_layer, step_report,
 };
 
-use crate::checklist::RunError;
+use crate::checklist::{RunError, StepContext};
 use crate::model::{self, RunModel};
 use crate::with_model;
 
@@ -78,19 +78,18 @@ pub struct Prepared {
 }
 
 /// Imports `--weights` (or a freshly trained checkpoint) into a model, planting `faults`.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare(
-    kind: model_core::models::ModelKind,
-    run_model: &RunModel,
-    weights: Option<&Path>,
-    train: &Dataset,
-    normalization: &Normalization,
-    device: &Device,
-    seed: u64,
-    iterations: usize,
-    out: &Path,
-    faults: &Faults,
-) -> Result<Prepared, RunError> {
+pub fn prepare(cx: &StepContext<'_>, faults: &Faults) -> Result<Prepared, RunError> {
+    let (kind, run_model, weights, train, normalization, device, seed, iterations, out) = (
+        cx.kind,
+        cx.run_model,
+        cx.args.weights.as_deref(),
+        cx.train,
+        cx.normalization,
+        &cx.device,
+        cx.args.seed,
+        cx.args.iterations as usize,
+        cx.args.out.as_path(),
+    );
     let (file_path, format, student_seed) = match weights {
         Some(path) => {
             let format = if path
