@@ -5,7 +5,8 @@ use std::path::Path;
 
 use burn::prelude::*;
 use model_core::models::{
-    AlexNet, Classifier, ImportOutcome, LeNet, ModelKind, PytorchImport, ResNet20, import_pytorch,
+    AlexNet, Classifier, ImportOutcome, LeNet, ModelKind, PytorchImport, ResNet20, build_seeded,
+    import_pytorch,
 };
 use model_core::{Dataset, SampleShape};
 
@@ -55,7 +56,6 @@ pub fn build(
             dataset.name()
         ))
     };
-    device.seed(seed);
     let model = match kind {
         ModelKind::LeNet => {
             if shape.height < 16 || shape.width < 16 {
@@ -63,7 +63,9 @@ pub fn build(
                     "LeNet needs images of at least 16x16; these are {shape}"
                 )));
             }
-            RunModel::LeNet(LeNet::new(shape, classes, device))
+            RunModel::LeNet(build_seeded(device, seed, |d| {
+                LeNet::new(shape, classes, d)
+            }))
         }
         ModelKind::ResNet20 => {
             if shape.height < 4 || shape.width < 4 {
@@ -71,7 +73,9 @@ pub fn build(
                     "ResNet-20 needs images of at least 4x4; these are {shape}"
                 )));
             }
-            RunModel::ResNet20(ResNet20::new(shape, classes, device))
+            RunModel::ResNet20(build_seeded(device, seed, |d| {
+                ResNet20::new(shape, classes, d)
+            }))
         }
         ModelKind::AlexNet => {
             let want = SampleShape {
@@ -84,10 +88,9 @@ pub fn build(
                     "AlexNet takes {want} images; these are {shape}"
                 )));
             }
-            RunModel::AlexNet(AlexNet::new(classes, device))
+            RunModel::AlexNet(build_seeded(device, seed, |d| AlexNet::new(classes, d)))
         }
     };
-    with_model!(&model, m => model_core::models::materialize(m));
     Ok(model)
 }
 

@@ -134,16 +134,14 @@ pub fn prepare(cx: &StepContext<'_>, faults: &Faults) -> Result<Prepared, RunErr
         }
     };
     let fresh = model::build(kind, train, device, student_seed)?;
-    let mut loaded = if weights.is_some() {
-        run_model.clone()
-    } else {
+    // The run's model already holds the file after an ordinary `--weights` import; only the
+    // round trip, or a load under a prefix, loads here, into a fresh model.
+    let load_here = weights.is_none() || faults.key_prefix.is_some();
+    let mut loaded = if load_here {
         fresh.clone()
+    } else {
+        run_model.clone()
     };
-    if weights.is_none() || faults.key_prefix.is_some() {
-        // The run's model already holds the file (an ordinary `--weights` import): only the
-        // round trip, or a load under a prefix, loads here. A prefixed load starts fresh.
-        loaded = fresh.clone();
-    }
     let mut file = match &format {
         WeightFormat::Pytorch(import) => {
             let mut import = import.clone();
@@ -175,7 +173,7 @@ pub fn prepare(cx: &StepContext<'_>, faults: &Faults) -> Result<Prepared, RunErr
             if let Some(prefix) = &faults.key_prefix {
                 store = store.with_remap_pattern("^", prefix.clone());
             }
-            if weights.is_none() || faults.key_prefix.is_some() {
+            if load_here {
                 with_model!(&mut loaded, m => m.load_from(&mut store).map(|_| ()))
                     .map_err(|e| RunError::Usage(format!("{}: {e:?}", file_path.display())))?;
             }

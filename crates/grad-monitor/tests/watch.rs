@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use grad_monitor::{GradMonitor, MonitorConfig};
 use model_core::bundled::{self, MnistSplit};
-use model_core::models::{LeNet, materialize, plant_nan};
+use model_core::models::{LeNet, build_seeded, plant_nan};
 use model_core::tap::TapDetail;
 use model_core::train::{
     Control, IterationReport, OptimizerChoice, TrainConfig, TrainHook, Trainer,
@@ -25,13 +25,7 @@ fn mnist() -> Dataset {
 }
 
 fn lenet(seed: u64) -> LeNet {
-    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Device::flex();
-    device.seed(seed);
-    let model = LeNet::mnist(&device);
-    materialize(&model);
-    model
+    build_seeded(&Device::flex(), seed, LeNet::mnist)
 }
 
 fn watch(

@@ -28,15 +28,8 @@ fn mnist_subset() -> &'static Dataset {
     })
 }
 
-/// Flex's random generator is global to the process and tests run in parallel: a model is
-/// seeded and its (lazily initialised) parameters drawn under one lock.
 fn seeded_lenet(device: &Device, seed: u64) -> LeNet {
-    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    let model = LeNet::mnist(device);
-    params(&model);
-    model
+    model_core::models::build_seeded(device, seed, LeNet::mnist)
 }
 
 fn trainer(config: TrainConfig, seed: u64) -> Trainer<LeNet> {

@@ -2,13 +2,12 @@
 //! transfer learning on MNIST.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use burn::module::Module;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot, PytorchStore};
 use model_core::bundled::{self, MnistSplit};
-use model_core::models::{LeNet, PytorchImport, ResNet20, import_pytorch, materialize};
+use model_core::models::{LeNet, PytorchImport, ResNet20, build_seeded, import_pytorch};
 use model_core::train::{OptimizerChoice, TrainConfig, Trainer, Unobserved};
 use model_core::{LoadOptions, Normalization, SampleShape, Verdict};
 use proptest::prelude::*;
@@ -17,15 +16,8 @@ use weight_check::{
     relative_change,
 };
 
-/// Flex's random generator is global and tests run in parallel: seed and draw under one lock.
 fn seeded<M: Module>(seed: u64, make: impl FnOnce(&Device) -> M) -> M {
-    static RNG: Mutex<()> = Mutex::new(());
-    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Device::flex();
-    device.seed(seed);
-    let model = make(&device);
-    materialize(&model);
-    model
+    build_seeded(&Device::flex(), seed, make)
 }
 
 fn pytorch() -> WeightFormat {

@@ -162,3 +162,16 @@ pub fn plant_nan<M: Module>(model: M, matches: impl Fn(&str) -> bool) -> (M, usi
     let model = model.map(&mut plant);
     (model, plant.planted)
 }
+
+/// Builds a model with `make` on `device` seeded with `seed`, every parameter drawn at once
+/// ([`materialize`]) under a process-wide lock: flex's random generator is global to the
+/// process, so without the lock another thread drawing at the same time would change the
+/// weights. The same seed gives the same model.
+pub fn build_seeded<M: Module>(device: &Device, seed: u64, make: impl FnOnce(&Device) -> M) -> M {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    let model = make(device);
+    materialize(&model);
+    model
+}
