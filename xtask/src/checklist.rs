@@ -1,7 +1,9 @@
 //! The checklist's frame: choose steps and faults, load the dataset, run the steps in checklist
 //! order, write `report.json` atomically, print the summary.
 
-use std::path::PathBuf;
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -9,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model_core::bundled::{self, DatasetChoice, Splits};
 use model_core::models::ModelKind;
 
-use crate::{gradients_step, model, timings_step, weights_step};
+use crate::settings::{self, Settings};
+use crate::training::{self, TrainingRun};
+use crate::{baseline, gradients_step, html, model, timings_step, weights_step};
 use model_core::{
     DataError, DeviceChoice, DeviceError, LoadOptions, LoadStrategy, Normalization, Report,
     RunInfo, Step, StepReport, ToolInfo, Verdict,
@@ -24,7 +28,7 @@ macro_rules! say {
 }
 
 /// Options of `cargo xtask checklist`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Steps to run, comma-separated, in any order (they run in checklist order):
     /// data, weights, timings, gradients, results. Default: every step that is built.
@@ -61,8 +65,8 @@ pub struct Args {
     /// The device: flex (CPU), or wgpu, vulkan, cuda when built with that feature.
     #[arg(long, value_parser = parse_device, default_value = "flex")]
     pub device: DeviceChoice,
-    /// Training iterations for the steps that train.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Iterations of the one training run the steps share.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
     /// Per-channel normalisation of the images: auto (MNIST's figures for MNIST; for CIFAR-10,
     /// CIFAR-10's, or ImageNet's when --weights is given, as torchvision-style pre-trained models
@@ -73,6 +77,20 @@ pub struct Args {
     /// Evaluate on a stratified sample of this many held-out images instead of the whole split.
     #[arg(long)]
     pub eval_samples: Option<usize>,
+    /// Samples the data step maps with t-SNE (a stratified sample; default from the settings,
+    /// sized so the whole checklist stays within its time budget).
+    #[arg(long)]
+    pub tsne_points: Option<usize>,
+    /// A TOML file with every threshold and option (see --print-config); flags given here win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the default settings, each documented, as a TOML file, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// An earlier report.json: a lower accuracy, a verdict that got worse or a layer that got
+    /// slower (see [baseline] in --print-config) fails the run.
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// `--normalization` values.
@@ -177,6 +195,8 @@ pub enum RunError {
     Data(#[from] DataError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error("interrupted; the previous report is left as it was")]
+    Interrupted,
     #[error("{}: cannot write: {source}; the previous report is left as it was", path.display())]
     Write {
         path: PathBuf,
@@ -184,11 +204,53 @@ pub enum RunError {
     },
 }
 
-/// Runs the checklist.
-pub fn run(args: &Args) -> Result<Outcome, RunError> {
+/// Set by Ctrl-C: the run stops at the next iteration or step boundary and writes what it has.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-C was pressed.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// The first Ctrl-C asks the run to stop and write what it has; a second one ends it at once.
+fn catch_interrupts() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing the current iteration, then writing what the run has (Ctrl-C again to quit at once)");
+        });
+    });
+}
+
+/// Runs the checklist. `explicit` tells which flags were given on the command line (they win
+/// over `--config`).
+pub fn run(args: &Args, explicit: &dyn Fn(&str) -> bool) -> Result<Outcome, RunError> {
+    if args.print_config {
+        say!("{}", settings::print_defaults().trim_end());
+        return Ok(Outcome {
+            verdict: Verdict::Pass,
+        });
+    }
+    let mut settings = match &args.config {
+        Some(path) => settings::read(path).map_err(RunError::Usage)?,
+        None => Settings::default(),
+    };
+    let args = &apply_settings(args, &settings.run, explicit)?;
+    if let Some(points) = args.tsne_points {
+        settings.data.tsne_points = points;
+    }
+    let settings = &settings;
     let started = Instant::now();
+    catch_interrupts();
     let steps = choose_steps(args.steps.as_deref())?;
     let injected = check_faults(&args.inject)?;
+    let baseline = match &args.baseline {
+        Some(path) => Some(baseline::read(path).map_err(RunError::Usage)?),
+        None => None,
+    };
     let strategy = match args.loading {
         Loading::LoadAll => LoadStrategy::LoadAll,
         Loading::OnDemandNoCache => LoadStrategy::OnDemandNoCache,
@@ -200,8 +262,21 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     let choice: DatasetChoice = args.dataset.parse().unwrap_or(DatasetChoice::Mnist);
     let device = args.device.open()?;
 
+    // Everything this run writes goes to a staging folder first; only a run that completes moves
+    // it into place, so a failed or interrupted run leaves the previous report as it was.
     std::fs::create_dir_all(&args.out).map_err(|source| RunError::Write {
         path: args.out.clone(),
+        source,
+    })?;
+    let staging = args.out.join(PARTIAL_DIR);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|source| RunError::Write {
+            path: staging.clone(),
+            source,
+        })?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|source| RunError::Write {
+        path: staging.clone(),
         source,
     })?;
 
@@ -252,6 +327,7 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
             seconds: 0.0,
             weights: args.weights.as_ref().map(|w| w.display().to_string()),
             iterations: Some(args.iterations as usize),
+            interrupted: None,
         },
     );
     report.datasets.push(splits.train.summary());
@@ -283,6 +359,8 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
     };
     let context = StepContext {
         args,
+        settings,
+        out: &staging,
         choice: &choice,
         options: &options,
         kind,
@@ -291,28 +369,159 @@ pub fn run(args: &Args) -> Result<Outcome, RunError> {
         eval: &eval,
         normalization: &normalization,
         device: device.clone().autodiff(),
+        training: OnceCell::new(),
     };
+    let mut failure = None;
     for &step in &steps {
-        let started = Instant::now();
-        let mut step_report = run_step(step, &context)?;
-        step_report.seconds = started.elapsed().as_secs_f64();
-        report.push(step_report);
+        if interrupted() {
+            break;
+        }
+        let step_started = Instant::now();
+        match run_step(step, &context) {
+            Ok(mut step_report) => {
+                step_report.seconds = step_started.elapsed().as_secs_f64();
+                report.push(step_report);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(baseline) = &baseline {
+        baseline::compare(&mut report, baseline, &settings.baseline);
     }
     report.run.seconds = started.elapsed().as_secs_f64();
-    let path = args.out.join("report.json");
-    report.write(&path).map_err(|source| RunError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    print_summary(&report, &path);
+    let complete = failure.is_none() && !interrupted();
+    if !complete {
+        // What the run had, beside the previous report, which stays as it was.
+        report.run.interrupted = Some(if interrupted() {
+            "interrupted (Ctrl-C)".to_string()
+        } else {
+            failure.as_ref().map(|e| e.to_string()).unwrap_or_default()
+        });
+        let written = write_report(&report, &staging);
+        say!(
+            "the run did not complete; what it had is in {}; {} is left as it was",
+            staging.display(),
+            args.out.join("report.json").display()
+        );
+        written?;
+        return match failure {
+            Some(e) => Err(e),
+            None => Err(RunError::Interrupted),
+        };
+    }
+    write_report(&report, &staging)?;
+    publish(&staging, &args.out)?;
+    print_summary(&report, &args.out.join("report.json"));
     Ok(Outcome {
         verdict: report.verdict,
     })
 }
 
+/// The staging folder, inside the report folder.
+pub const PARTIAL_DIR: &str = "partial";
+
+/// Writes `report.json` and `index.html` into `dir`, atomically each.
+fn write_report(report: &Report, dir: &Path) -> Result<(), RunError> {
+    let path = dir.join("report.json");
+    report.write(&path).map_err(|source| RunError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    let path = dir.join("index.html");
+    let page = html::render(report, dir);
+    model_core::write_atomic(&path, page.as_bytes()).map_err(|source| RunError::Write { path, source })
+}
+
+/// Moves a completed run's files from `staging` into `out`: the pictures first, `report.json` and
+/// `index.html` last, each by a rename, then removes the staging folder.
+fn publish(staging: &Path, out: &Path) -> Result<(), RunError> {
+    fn files(dir: &Path, into: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                files(&path, into)?;
+            } else {
+                into.push(path);
+            }
+        }
+        Ok(())
+    }
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RunError::Write { path, source }
+    };
+    let mut all = Vec::new();
+    files(staging, &mut all).map_err(fail(staging))?;
+    let last = |p: &PathBuf| {
+        p.parent() == Some(staging)
+            && p.file_name().is_some_and(|n| n == "report.json" || n == "index.html")
+    };
+    all.sort_by_key(|p| (last(p), p.file_name() == Some(std::ffi::OsStr::new("index.html"))));
+    for from in all {
+        let rel = from.strip_prefix(staging).expect("under the staging folder");
+        let to = out.join(rel);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(fail(parent))?;
+        }
+        std::fs::rename(&from, &to).map_err(fail(&to))?;
+    }
+    std::fs::remove_dir_all(staging).map_err(fail(staging))
+}
+
+/// `args` with the `[run]` keys of the settings file applied where no flag was given.
+fn apply_settings(
+    args: &Args,
+    file: &settings::RunSettings,
+    explicit: &dyn Fn(&str) -> bool,
+) -> Result<Args, RunError> {
+    let mut args = args.clone();
+    let bad = |key: &str, e: String| RunError::Usage(format!("--config [run] {key}: {e}"));
+    macro_rules! take {
+        ($field:ident, $convert:expr) => {
+            if !explicit(stringify!($field))
+                && let Some(value) = &file.$field
+            {
+                #[allow(clippy::redundant_closure_call)]
+                let converted = ($convert)(value).map_err(|e| bad(stringify!($field), e))?;
+                args.$field = converted;
+            }
+        };
+    }
+    take!(steps, |v: &Vec<String>| v
+        .iter()
+        .map(|s| s.parse::<Step>())
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some));
+    take!(dataset, |v: &String| Ok::<_, String>(v.clone()));
+    take!(out, |v: &PathBuf| Ok::<_, String>(v.clone()));
+    take!(seed, |v: &u64| Ok::<_, String>(*v));
+    take!(inject, |v: &Vec<String>| Ok::<_, String>(v.clone()));
+    take!(loading, |v: &String| Loading::from_str(v, true));
+    take!(model, |v: &String| v.parse::<ModelKind>().map(Some));
+    take!(weights, |v: &PathBuf| Ok::<_, String>(Some(v.clone())));
+    take!(device, |v: &String| v.parse::<DeviceChoice>());
+    take!(iterations, |v: &u64| if *v >= 1 {
+        Ok(*v)
+    } else {
+        Err("must be at least 1".to_string())
+    });
+    take!(normalization, |v: &String| NormalizationChoice::from_str(v, true));
+    take!(eval_samples, |v: &usize| Ok::<_, String>(Some(*v)));
+    take!(tsne_points, |v: &usize| Ok::<_, String>(Some(*v)));
+    take!(baseline, |v: &PathBuf| Ok::<_, String>(Some(v.clone())));
+    Ok(args)
+}
+
 /// What every step gets from the frame.
 pub(crate) struct StepContext<'a> {
     pub args: &'a Args,
+    pub settings: &'a Settings,
+    /// Where the step writes its files (the run's staging folder; artifact paths are relative
+    /// to it).
+    pub out: &'a Path,
     pub choice: &'a DatasetChoice,
     pub options: &'a LoadOptions,
     pub kind: ModelKind,
@@ -322,6 +531,25 @@ pub(crate) struct StepContext<'a> {
     pub normalization: &'a Normalization,
     /// The run's device, with autodiff.
     pub device: burn::prelude::Device,
+    /// The shared training run, trained by the first step that asks for it.
+    pub training: OnceCell<TrainingRun>,
+}
+
+impl StepContext<'_> {
+    /// The shared training run (healthy: no gradients-step fault), trained on first use.
+    pub fn training(&self) -> Result<&TrainingRun, RunError> {
+        if let Some(run) = self.training.get() {
+            return Ok(run);
+        }
+        let slow = timings_step::slow_layer(&self.args.inject)?;
+        let run = training::train(
+            self,
+            &gradients_step::Faults::default(),
+            slow.as_deref(),
+            &self.settings.gradients,
+        )?;
+        Ok(self.training.get_or_init(|| run))
+    }
 }
 
 /// Runs one step. Each step's issue replaces its arm with the step's entry point (and adds the
@@ -331,13 +559,7 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         Step::Weights => {
             let faults = weights_step::Faults::from_injected(&cx.args.inject)?;
             let prepared = weights_step::prepare(cx, &faults)?;
-            weights_step::run(
-                &prepared,
-                Some(cx.eval),
-                cx.normalization,
-                &cx.device,
-                &cx.args.out,
-            )
+            weights_step::run(&prepared, Some(cx.eval), cx.normalization, &cx.device, cx.out)
         }
         Step::Timings => timings_step::run(cx),
         Step::Gradients => gradients_step::run(cx),
@@ -417,31 +639,22 @@ fn print_summary(report: &Report, path: &std::path::Path) {
     say!("");
     say!("{:<10} {:<8} reason", "step", "verdict");
     if report.steps.is_empty() {
-        say!(
-            "{:<10} {:<8} no step is built yet; the data loaded",
-            "-",
-            "-"
-        );
+        say!("{:<10} {:<8} no step ran; the data loaded", "-", "-");
     }
     for step in &report.steps {
-        let reason = step
-            .findings
-            .iter()
-            .rev()
-            .max_by_key(|f| f.verdict)
-            .map(|f| f.message.clone())
-            .unwrap_or_else(|| "no findings".into());
         say!(
-            "{:<10} {:<8} {reason}",
+            "{:<10} {:<8} {}",
             step.step.as_str(),
-            step.verdict.as_str()
+            step.verdict.as_str(),
+            html::reason(step)
         );
     }
     say!(
-        "verdict: {} ({} s); report: {}",
+        "verdict: {} ({} s); report: {} and {}",
         report.verdict,
         format_args!("{:.1}", report.run.seconds),
-        path.display()
+        path.display(),
+        path.with_file_name("index.html").display()
     );
 }
 

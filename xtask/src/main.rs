@@ -7,16 +7,21 @@
 //!
 //! Exit status: 0 when no step fails, 1 when a check fails, 2 for a usage or input error.
 
+mod baseline;
 mod checklist;
 mod gradients_step;
+mod html;
 mod model;
+mod settings;
 mod timings_step;
 mod train;
+mod training;
 mod weights_step;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // Burn allocates fresh activation buffers every iteration; glibc's allocator returns large ones
 // to the kernel and page-faults them back, which made a LeNet iteration a third slower at best
@@ -47,15 +52,30 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
-        Command::Checklist(args) => match checklist::run(&args) {
-            Ok(outcome) => ExitCode::from(outcome.exit_code()),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+        Command::Checklist(args) => {
+            let sub = matches.subcommand_matches("checklist");
+            // A flag given on the command line wins over `--config`.
+            let explicit = |id: &str| {
+                sub.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine)
+            };
+            match checklist::run(&args, &explicit) {
+                Ok(outcome) => ExitCode::from(outcome.exit_code()),
+                Err(checklist::RunError::Interrupted) => {
+                    eprintln!("interrupted; the previous report is left as it was");
+                    ExitCode::from(130)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Command::Train(args) => match train::run(&args) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {

@@ -94,6 +94,24 @@ pub fn build(
     Ok(model)
 }
 
+impl From<LeNet> for RunModel {
+    fn from(m: LeNet) -> Self {
+        RunModel::LeNet(m)
+    }
+}
+
+impl From<ResNet20> for RunModel {
+    fn from(m: ResNet20) -> Self {
+        RunModel::ResNet20(m)
+    }
+}
+
+impl From<AlexNet> for RunModel {
+    fn from(m: AlexNet) -> Self {
+        RunModel::AlexNet(m)
+    }
+}
+
 impl RunModel {
     pub fn name(&self) -> String {
         with_model!(self, m => m.name().to_string())

@@ -1,19 +1,13 @@
-//! The checklist's step 3, `timings`: profile training iterations of the run's model through
-//! the tap (`profiler`), compare the loading strategies on the run's dataset, write the bar
-//! chart and the Chrome trace.
+//! The checklist's step 3, `timings`: profile the shared training run's iterations (per-layer
+//! forward and backward times from the tap, via `profiler`), compare the loading strategies on
+//! the run's dataset, write the bar chart and the Chrome trace.
 
-use model_core::tap::TapDetail;
-use model_core::train::{OptimizerChoice, TrainConfig, Trainer};
 use model_core::{Batcher, LoadOptions, LoadStrategy, StepReport};
 use profiler::{
-    ProfileConfig, bar_chart_svg, chrome_trace, compare_strategies, profile, step_report,
+    Profile, ProfileConfig, bar_chart_svg, chrome_trace, compare_strategies, step_report,
 };
 
 use crate::checklist::{RunError, StepContext};
-use crate::with_model;
-
-/// Extra forward seconds the `slow-layer=NAME` fault plants in NAME.
-pub const SLOW_LAYER_SECONDS: f64 = 0.2;
 
 /// The `slow-layer` fault, from `--inject`.
 pub fn slow_layer(injected: &[String]) -> Result<Option<String>, RunError> {
@@ -31,36 +25,26 @@ pub fn slow_layer(injected: &[String]) -> Result<Option<String>, RunError> {
 }
 
 pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
-    let (run_model, train, choice, cache, normalization, device) = (
-        cx.run_model,
-        cx.train,
-        cx.choice,
-        cx.options,
-        cx.normalization,
-        &cx.device,
-    );
-    let (seed, iterations, injected, out) = (
-        cx.args.seed,
-        cx.args.iterations as usize,
-        cx.args.inject.as_slice(),
-        cx.args.out.as_path(),
-    );
-    let config = ProfileConfig {
-        warmup: 3,
-        iterations: iterations.clamp(1, 30),
-        ..ProfileConfig::default()
-    };
+    let (train, choice, cache, normalization) = (cx.train, cx.choice, cx.options, cx.normalization);
+    let (seed, injected, out) = (cx.args.seed, cx.args.inject.as_slice(), cx.out);
     let slow = slow_layer(injected)?;
-    let mut train_config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization.clone())
-        .with_seed(seed)
-        .with_tap(TapDetail::Timing);
-    if let Some(layer) = &slow {
-        train_config = train_config.with_planted_delay(layer.clone(), SLOW_LAYER_SECONDS);
+    // The shared training run's iterations, past its warm-up, are the profile.
+    let run = cx.training()?;
+    let records = &run.records;
+    if records.is_empty() {
+        return Err(RunError::Usage(format!(
+            "the training run ended after {} iterations, before any could be timed (after {} warm-up iterations)",
+            run.iterations,
+            crate::training::PROFILE_WARMUP
+        )));
     }
-    let (profiled, records) = with_model!(run_model.clone(), m => {
-        let mut trainer = Trainer::new(m, train_config, device);
-        profile(&mut trainer, train, &config).map_err(|e| RunError::Usage(format!("profiling: {e}")))?
-    });
+    let config = ProfileConfig {
+        warmup: crate::training::PROFILE_WARMUP,
+        iterations: records.len(),
+        data_warn_share: cx.settings.timings.data_warn_share,
+        data_fail_share: cx.settings.timings.data_fail_share,
+    };
+    let profiled = Profile::from_records(records, run.batch_size);
     if let Some(layer) = &slow
         && !profiled.layers.iter().any(|l| &l.name == layer)
     {
@@ -79,13 +63,16 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         true => on_demand.stratified_subset(train.len(), seed)?,
         false => on_demand,
     };
-    let batcher = Batcher::new(64, seed, normalization.clone());
-    let comparison = compare_strategies(&on_demand, &batcher, 20, 4096)?;
+    let batcher = Batcher::new(run.batch_size, seed, normalization.clone());
+    let comparison =
+        compare_strategies(&on_demand, &batcher, cx.settings.timings.strategy_batches, 4096)?;
 
     let mut report = step_report(&profiled, Some(&comparison), &config);
+    report.details["measured_with"] = serde_json::json!(
+        "the shared training run, tap at full detail: layer times exclude the statistics, the iteration time includes them"
+    );
     if let Some(layer) = &slow {
-        report.details["planted_slow_layer"] =
-            serde_json::json!({ "layer": layer, "extra_forward_seconds": SLOW_LAYER_SECONDS });
+        report.details["planted_slow_layer"] = serde_json::json!({ "layer": layer, "extra_forward_seconds": cx.settings.timings.slow_layer_seconds });
     }
     let dir = out.join("timings");
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
@@ -99,7 +86,7 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
     write("timings/layers.svg", bar_chart_svg(&profiled).as_bytes())?;
     write(
         "timings/trace.json",
-        serde_json::to_string(&chrome_trace(&records))
+        serde_json::to_string(&chrome_trace(records))
             .expect("serialisable")
             .as_bytes(),
     )?;

@@ -3,7 +3,7 @@
 //!
 //! With `--weights FILE` the file is imported into the run's model (initialised with the run's
 //! seed) and compared with a fresh model of the same seed and with the file read on its own.
-//! Without, the model is trained for `--iterations`, saved as burnpack, and that file is imported
+//! Without, the shared training run's model is saved as burnpack, and that file is imported
 //! into a fresh model of another seed, so a tensor left at its initial values cannot pass for a
 //! loaded one.
 
@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use model_core::models::{PytorchImport, import_pytorch};
-use model_core::train::{OptimizerChoice, TrainConfig, Trainer, Unobserved, evaluate};
+use model_core::train::evaluate;
 use model_core::{Batcher, Dataset, Normalization, StepReport};
 use weight_check::{
     WeightFormat, Weights, prove, read_file, read_model, restore_layer, step_report,
@@ -79,16 +79,14 @@ pub struct Prepared {
 
 /// Imports `--weights` (or a freshly trained checkpoint) into a model, planting `faults`.
 pub fn prepare(cx: &StepContext<'_>, faults: &Faults) -> Result<Prepared, RunError> {
-    let (kind, run_model, weights, train, normalization, device, seed, iterations, out) = (
+    let (kind, run_model, weights, train, device, seed, out) = (
         cx.kind,
         cx.run_model,
         cx.args.weights.as_deref(),
         cx.train,
-        cx.normalization,
         &cx.device,
         cx.args.seed,
-        cx.args.iterations as usize,
-        cx.args.out.as_path(),
+        cx.out,
     );
     let (file_path, format, student_seed) = match weights {
         Some(path) => {
@@ -108,28 +106,19 @@ pub fn prepare(cx: &StepContext<'_>, faults: &Faults) -> Result<Prepared, RunErr
             (path.to_path_buf(), format, seed)
         }
         None => {
-            // Train the run's model briefly and save it: the file to import.
+            // The shared training run's model, saved: the file to import.
             let dir = out.join("weights");
             std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
                 path: dir.clone(),
                 source,
             })?;
             let path = dir.join("trained.bpk");
-            // Saved beside the final name and renamed into place: a failed save leaves the
-            // previous run's file as it was.
-            let partial = dir.join(format!(".trained-{}.bpk", std::process::id()));
-            with_model!(run_model.clone(), m => {
-                let config = TrainConfig::new(OptimizerChoice::sgd(0.9), 0.01, normalization.clone()).with_seed(seed).with_progress(true);
-                let mut trainer = Trainer::new(m, config, device);
-                trainer.fit(train, iterations, &mut Unobserved).map_err(|e| RunError::Usage(format!("training before the round trip: {e}")))?;
-                let saved = trainer.save_checkpoint(&partial).and_then(|()| {
-                    std::fs::rename(&partial, &path).map_err(|e| model_core::train::TrainError::Checkpoint { path: path.clone(), message: e.to_string() })
-                });
-                if let Err(e) = saved {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(RunError::Write { path: path.clone(), source: std::io::Error::other(e.to_string()) });
-                }
-            });
+            let trained = &cx.training()?.model;
+            // The staging folder is this run's own: a failed save leaves no previous file behind.
+            with_model!(trained, m => m.clone().save_file(&path)).map_err(|e| RunError::Write {
+                path: path.clone(),
+                source: std::io::Error::other(format!("{e:?}")),
+            })?;
             (path, WeightFormat::Burnpack, seed.wrapping_add(1))
         }
     };

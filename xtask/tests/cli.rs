@@ -52,6 +52,210 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
         serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
     );
     assert_eq!(report["datasets"][1]["samples"], 10_000);
+    // The staging folder is gone once the run is published.
+    assert!(!out.join("partial").exists());
+    check_page_in_chromium(&out.join("index.html"), &steps);
+}
+
+/// Loads the report page in headless Chromium (Debian's package) and reads what its self-check
+/// script wrote: every picture decoded, no script error, every step's section present. Without
+/// Chromium the check is skipped, unless `NN_CHECKLIST_REQUIRE_CHROMIUM` is set (CI sets it).
+fn check_page_in_chromium(page: &Path, steps: &[&str]) {
+    let html = std::fs::read_to_string(page).unwrap();
+    for step in steps {
+        assert!(html.contains(&format!("data-step=\"{step}\"")), "no section for {step}");
+    }
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("NN_CHECKLIST_REQUIRE_CHROMIUM").is_none(),
+            "NN_CHECKLIST_REQUIRE_CHROMIUM is set but no chromium is installed"
+        );
+        eprintln!("chromium not installed: the page check in a browser is skipped");
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let o = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=20000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.canonicalize().unwrap().display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "chromium failed: {}", stderr(&o));
+    let pictures = dom
+        .split("data-pictures=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("the page's self-check did not run: {}", &dom[..dom.len().min(2000)]));
+    assert!(pictures.starts_with("ok "), "pictures: {pictures}");
+    let (shown, all) = pictures[3..].split_once('/').unwrap();
+    assert_eq!(shown, all);
+    assert!(all.parse::<usize>().unwrap() >= steps.len(), "{pictures}");
+    assert!(dom.contains("data-errors=\"none\""), "script errors in the page");
+    for step in steps {
+        assert!(dom.contains(&format!("data-step=\"{step}\"")), "no section for {step} in the DOM");
+    }
+}
+
+#[test]
+fn print_config_prints_documented_defaults_that_config_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = xtask(&["checklist", "--print-config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    for section in ["[train]", "[data]", "[timings]", "[gradients]", "[results]", "[baseline]"] {
+        assert!(text.contains(section), "{section} missing: {text}");
+    }
+    assert!(text.contains("# Growth of a gradient range"), "{text}");
+    // The printed file, edited, drives a run; a flag on the command line wins over it.
+    let config = dir.path().join("checklist.toml");
+    let edited = text.replace("# iterations = ...", "iterations = 5\nseed = 9\nsteps = [\"gradients\"]");
+    std::fs::write(&config, edited).unwrap();
+    let out = dir.path().join("report");
+    let o = xtask(&[
+        "checklist",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = report_of(&out);
+    assert_eq!(report["run"]["iterations"], 5);
+    assert_eq!(report["run"]["seed"], 3);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 1);
+
+    // A misspelt key or a config that does not exist is a usage error naming it.
+    std::fs::write(&config, "[gradients]\nexplode_grwoth = 3\n").unwrap();
+    assert_usage_error(
+        &xtask(&["checklist", "--config", config.to_str().unwrap()]),
+        "explode_grwoth",
+    );
+    assert_usage_error(
+        &xtask(&["checklist", "--config", "/no/such.toml"]),
+        "/no/such.toml",
+    );
+}
+
+#[test]
+fn a_baseline_fails_the_run_on_a_regression_and_passes_against_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "checklist",
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "gradients",
+            "--iterations",
+            "25",
+        ];
+        args.extend_from_slice(extra);
+        xtask(&args)
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let baseline = dir.path().join("baseline.json");
+    std::fs::copy(out.join("report.json"), &baseline).unwrap();
+    let o = run(&["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A fault that turns the step to fail is a regression against the healthy baseline: exit 1.
+    let o = run(&["--baseline", baseline.to_str().unwrap(), "--inject", "lr-x100"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report = report_of(&out);
+    let step = &report["steps"][0];
+    assert!(
+        step["findings"].as_array().unwrap().iter().any(|f| f["check"] == "regression" && f["subject"] == "gradients"),
+        "{}",
+        step["findings"]
+    );
+    // A baseline that is not a report is a usage error naming it.
+    std::fs::write(&baseline, "{ not json").unwrap();
+    assert_usage_error(&run(&["--baseline", baseline.to_str().unwrap()]), "baseline.json");
+}
+
+#[test]
+fn a_run_that_fails_part_way_keeps_the_previous_report_and_writes_what_it_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--steps", "gradients", "--iterations", "4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = files_under(&out);
+    // The weights step runs, then the timings step refuses a layer that does not exist.
+    let o = xtask(&[
+        "checklist",
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "weights,timings",
+        "--iterations",
+        "5",
+        "--eval-samples",
+        "100",
+        "--inject",
+        "slow-layer=nope",
+    ]);
+    assert_usage_error(&o, "nope");
+    let now = files_under(&out);
+    for (path, bytes) in &before {
+        assert_eq!(now.get(path), Some(bytes), "{} changed", path.display());
+    }
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("partial/report.json")).unwrap()).unwrap();
+    assert!(partial["run"]["interrupted"].as_str().unwrap().contains("nope"));
+    assert_eq!(partial["steps"][0]["step"], "weights");
+    assert!(out.join("partial/index.html").is_file());
+    assert!(out.join("partial/weights/trained.bpk").is_file());
+
+    // Ctrl-C part way through training: exit 130, the previous report intact, the partial one
+    // holding the iterations watched so far.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["checklist", "--out", out.to_str().unwrap(), "--steps", "gradients", "--iterations", "100000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Wait until training has started (the trainer's progress bar or the model line), then interrupt.
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it was interrupted");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run did not stop after Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    let now = files_under(&out);
+    for (path, bytes) in &before {
+        assert_eq!(now.get(path), Some(bytes), "{} changed", path.display());
+    }
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("partial/report.json")).unwrap()).unwrap();
+    assert!(partial["run"]["interrupted"].as_str().unwrap().contains("Ctrl-C"));
+    let watched = partial["steps"][0]["metrics"]["iterations_watched"].as_f64().unwrap();
+    assert!(watched >= 1.0 && watched < 100_000.0, "{watched}");
 }
 
 #[test]
@@ -409,8 +613,9 @@ fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
         "checklist",
         "--steps",
         "timings",
+        // 3 warm-up iterations, then 5 timed.
         "--iterations",
-        "5",
+        "8",
         "--loader",
         "on-demand",
         "--out",

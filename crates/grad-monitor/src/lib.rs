@@ -26,6 +26,7 @@ pub const MIN_ITERATIONS_FOR_RATIOS: usize = 20;
 
 /// Thresholds, with their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
     /// Watch every `every`-th iteration.
     pub every: usize,

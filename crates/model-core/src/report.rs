@@ -195,6 +195,9 @@ pub struct RunInfo {
     /// Training iterations the steps that train may run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<usize>,
+    /// Why the run did not complete (a partial report); absent for a complete run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 /// The whole `report.json`.

@@ -21,6 +21,7 @@ fn sample_report() -> Report {
             seconds: 1.5,
             weights: None,
             iterations: Some(100),
+            interrupted: None,
         },
     );
     let mut step = StepReport::new(Step::Gradients);
