@@ -13,7 +13,7 @@ use model_core::models::ModelKind;
 
 use crate::settings::{self, Settings};
 use crate::training::{self, TrainingRun};
-use crate::{baseline, gradients_step, html, model, timings_step, weights_step};
+use crate::{baseline, data_step, gradients_step, html, model, timings_step, weights_step};
 use model_core::{
     DataError, DeviceChoice, DeviceError, LoadOptions, LoadStrategy, Normalization, Report,
     RunInfo, Step, StepReport, ToolInfo, Verdict,
@@ -126,7 +126,7 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// The steps built so far; each step's issue adds its own.
-const BUILT_STEPS: &[Step] = &[Step::Weights, Step::Timings, Step::Gradients];
+const BUILT_STEPS: &[Step] = &[Step::Data, Step::Weights, Step::Timings, Step::Gradients];
 
 /// A fault that `--inject` can plant: its name, the step it targets, what it does.
 struct Fault {
@@ -137,6 +137,11 @@ struct Fault {
 
 /// The faults known so far; each step's issue adds its own.
 const FAULTS: &[Fault] = &[
+    Fault {
+        name: "shuffle-labels",
+        step: Step::Data,
+        about: "the labels shuffled before the data step",
+    },
     Fault {
         name: "skip-load",
         step: Step::Weights,
@@ -561,9 +566,10 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
             let prepared = weights_step::prepare(cx, &faults)?;
             weights_step::run(&prepared, Some(cx.eval), cx.normalization, &cx.device, cx.out)
         }
+        Step::Data => data_step::run(cx),
         Step::Timings => timings_step::run(cx),
         Step::Gradients => gradients_step::run(cx),
-        Step::Data | Step::Results => {
+        Step::Results => {
             Err(RunError::Usage(format!("step `{step}` is not built yet")))
         }
     }

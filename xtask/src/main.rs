@@ -9,6 +9,7 @@
 
 mod baseline;
 mod checklist;
+mod data_step;
 mod gradients_step;
 mod html;
 mod model;

@@ -72,20 +72,20 @@ pub struct DataSettings {
     pub tsne_iterations: usize,
     pub knn_k: usize,
     pub pass_accuracy: f64,
-    pub chance_margin: f64,
+    pub fail_lift: f64,
     pub memory_budget_mib: usize,
 }
 
 impl Default for DataSettings {
     fn default() -> Self {
         DataSettings {
-            tsne_points: 2_000,
+            tsne_points: 5_000,
             pca_dims: 50,
             perplexity: 30.0,
             tsne_iterations: 1_000,
             knn_k: 10,
             pass_accuracy: 0.8,
-            chance_margin: 0.1,
+            fail_lift: 0.1,
             memory_budget_mib: 4_096,
         }
     }
@@ -180,7 +180,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ("data.tsne_iterations", "t-SNE iterations, early exaggeration included."),
     ("data.knn_k", "Neighbours of the k-NN label accuracy."),
     ("data.pass_accuracy", "k-NN accuracy in the map at or above which the labels separate (pass)."),
-    ("data.chance_margin", "k-NN accuracy within this of chance: the labels carry no information (fail)."),
+    ("data.fail_lift", "(accuracy - chance) / (1 - chance) below this: the labels carry no information (fail)."),
     ("data.memory_budget_mib", "t-SNE refuses a size whose estimate exceeds this."),
     ("timings.data_warn_share", "Data layer share of the iteration that warns (TensorFlow's 5%)."),
     ("timings.data_fail_share", "... and fails (input-bound)."),

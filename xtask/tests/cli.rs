@@ -46,7 +46,7 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["weights", "timings", "gradients"]);
+    assert_eq!(steps, ["data", "weights", "timings", "gradients"]);
     assert_eq!(
         report["datasets"][0]["label_counts"],
         serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
@@ -321,8 +321,8 @@ fn unknown_or_unbuilt_steps_exit_2() {
         "unknown step `bogus`",
     );
     assert_usage_error(
-        &xtask(&["checklist", "--steps", "gradients,data"]),
-        "step `data`",
+        &xtask(&["checklist", "--steps", "gradients,results"]),
+        "step `results`",
     );
 }
 
@@ -768,4 +768,35 @@ fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
             "{fault}: {fails:?}"
         );
     }
+}
+
+#[test]
+fn the_data_step_maps_mnist_and_fails_shuffled_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["checklist", "--steps", "data", "--tsne-points", "1500", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        xtask(&args)
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let step = report_of(&out)["steps"][0].clone();
+    assert_eq!(step["step"], "data");
+    assert_eq!(step["verdict"], "pass", "{}", step["findings"]);
+    let m = &step["metrics"];
+    assert_eq!(m["points"], 1500.0);
+    assert!(m["knn_accuracy_2d"].as_f64().unwrap() > 0.85, "{m}");
+    assert!(m["knn_accuracy_pca"].as_f64().unwrap() > 0.85, "{m}");
+    assert!((m["chance"].as_f64().unwrap() - 0.1124).abs() < 0.01, "{m}");
+    assert!(m["tsne_seconds"].as_f64().unwrap() > 0.0);
+    for artifact in ["data/map.png", "data/map.svg", "data/mean_images.png"] {
+        assert!(step["artifacts"].as_array().unwrap().iter().any(|a| a == artifact), "{artifact}");
+        assert!(out.join(artifact).is_file(), "{artifact}");
+    }
+    let o = run(&["--inject", "shuffle-labels"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let step = report_of(&out)["steps"][0].clone();
+    assert_eq!(step["verdict"], "fail");
+    assert!(step["metrics"]["knn_accuracy_2d"].as_f64().unwrap() < 0.2);
 }
