@@ -13,7 +13,9 @@ use model_core::models::ModelKind;
 
 use crate::settings::{self, Settings};
 use crate::training::{self, TrainingRun};
-use crate::{baseline, data_step, gradients_step, html, model, timings_step, weights_step};
+use crate::{
+    baseline, data_step, gradients_step, html, model, results_step, timings_step, weights_step,
+};
 use model_core::{
     DataError, DeviceChoice, DeviceError, LoadOptions, LoadStrategy, Normalization, Report,
     RunInfo, Step, StepReport, ToolInfo, Verdict,
@@ -126,7 +128,7 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// The steps built so far; each step's issue adds its own.
-const BUILT_STEPS: &[Step] = &[Step::Data, Step::Weights, Step::Timings, Step::Gradients];
+const BUILT_STEPS: &[Step] = &Step::ALL;
 
 /// A fault that `--inject` can plant: its name, the step it targets, what it does.
 struct Fault {
@@ -569,9 +571,7 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         Step::Data => data_step::run(cx),
         Step::Timings => timings_step::run(cx),
         Step::Gradients => gradients_step::run(cx),
-        Step::Results => {
-            Err(RunError::Usage(format!("step `{step}` is not built yet")))
-        }
+        Step::Results => results_step::run(cx),
     }
 }
 

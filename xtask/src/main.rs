@@ -13,6 +13,7 @@ mod data_step;
 mod gradients_step;
 mod html;
 mod model;
+mod results_step;
 mod settings;
 mod timings_step;
 mod train;

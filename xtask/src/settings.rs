@@ -127,7 +127,7 @@ pub struct ResultsSettings {
 impl Default for ResultsSettings {
     fn default() -> Self {
         ResultsSettings {
-            window: 6,
+            window: 0,
             stride: 2,
             border: 4,
             inside_share: 0.5,
@@ -194,7 +194,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ("gradients.vanish_ratio", "Update-to-value ratio below which a parameter is vanishing."),
     ("gradients.target_ratio", "The update ratio a remedy aims at."),
     ("gradients.converged_loss_fraction", "The loss has converged below this fraction of the first loss."),
-    ("results.window", "Occlusion window side, pixels."),
+    ("results.window", "Occlusion window side, pixels (0: by the image, 6 for 28x28, a quarter of the smaller side otherwise)."),
     ("results.stride", "Occlusion stride, pixels."),
     ("results.border", "Border band (pixels) outside the object where no digit bounding box is known."),
     ("results.inside_share", "Share of the impact mass inside the object below which an image warns."),
