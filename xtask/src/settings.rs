@@ -97,6 +97,7 @@ impl Default for DataSettings {
 pub struct TimingsSettings {
     pub data_warn_share: f64,
     pub data_fail_share: f64,
+    pub bottleneck_warn_share: f64,
     pub strategy_batches: usize,
     pub slow_layer_seconds: f64,
 }
@@ -107,8 +108,9 @@ impl Default for TimingsSettings {
         TimingsSettings {
             data_warn_share: profile.data_warn_share,
             data_fail_share: profile.data_fail_share,
+            bottleneck_warn_share: profile.bottleneck_warn_share,
             strategy_batches: 20,
-            slow_layer_seconds: 0.05,
+            slow_layer_seconds: 0.1,
         }
     }
 }
@@ -184,6 +186,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ("data.memory_budget_mib", "t-SNE refuses a size whose estimate exceeds this."),
     ("timings.data_warn_share", "Data layer share of the iteration that warns (TensorFlow's 5%)."),
     ("timings.data_fail_share", "... and fails (input-bound)."),
+    ("timings.bottleneck_warn_share", "One layer taking this share of the iteration or more warns."),
     ("timings.strategy_batches", "Batches read per loading strategy in the comparison."),
     ("timings.slow_layer_seconds", "Forward seconds the slow-layer fault adds."),
     ("gradients.every", "Watch every k-th iteration."),

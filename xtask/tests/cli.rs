@@ -46,7 +46,7 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["data", "weights", "timings", "gradients"]);
+    assert_eq!(steps, ["data", "weights", "timings", "gradients", "results"]);
     assert_eq!(
         report["datasets"][0]["label_counts"],
         serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
@@ -319,10 +319,6 @@ fn unknown_or_unbuilt_steps_exit_2() {
     assert_usage_error(
         &xtask(&["checklist", "--steps", "data,bogus"]),
         "unknown step `bogus`",
-    );
-    assert_usage_error(
-        &xtask(&["checklist", "--steps", "gradients,results"]),
-        "step `results`",
     );
 }
 
@@ -686,6 +682,8 @@ fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
         .find(|f| f["check"] == "bottleneck")
         .unwrap();
     assert_eq!(bottleneck["subject"], "ip2");
+    assert_eq!(bottleneck["verdict"], "warn");
+    assert_eq!(step["verdict"], "warn");
     assert_eq!(step["details"]["ranked"][0]["name"], "ip2");
     assert_usage_error(
         &xtask(&[
@@ -799,4 +797,73 @@ fn the_data_step_maps_mnist_and_fails_shuffled_labels() {
     let step = report_of(&out)["steps"][0].clone();
     assert_eq!(step["verdict"], "fail");
     assert!(step["metrics"]["knn_accuracy_2d"].as_f64().unwrap() < 0.2);
+}
+
+/// The steps' verdicts and, per step, the subjects of its warn/fail findings.
+fn verdicts(report: &serde_json::Value) -> Vec<(String, String, Vec<String>)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let subjects = s["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["verdict"] != "pass")
+                .map(|f| f["subject"].as_str().unwrap().to_string())
+                .collect();
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["verdict"].as_str().unwrap().to_string(),
+                subjects,
+            )
+        })
+        .collect()
+}
+
+/// Every planted fault, through the whole checklist at once: the right step turns to warn or
+/// fail naming the right subject, and every other step keeps the healthy run's verdict.
+#[test]
+fn each_planted_fault_turns_only_its_own_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "checklist", "--iterations", "60", "--tsne-points", "1000", "--eval-samples", "500",
+            "--out", out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = xtask(&args);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{extra:?}: {}", stderr(&o));
+        verdicts(&report_of(&out))
+    };
+    let healthy = run(&[]);
+    let names: Vec<&str> = healthy.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(names, ["data", "weights", "timings", "gradients", "results"]);
+    for (step, verdict, _) in &healthy {
+        assert_eq!(verdict, "pass", "healthy {step}: {healthy:?}");
+    }
+    for (fault, step, verdict, subject) in [
+        ("shuffle-labels", "data", "fail", None),
+        ("skip-load=conv2", "weights", "fail", Some("conv2")),
+        ("drop-tensors=ip1", "weights", "fail", Some("ip1")),
+        ("key-prefix=backbone.", "weights", "fail", None),
+        ("slow-layer=ip2", "timings", "warn", Some("ip2")),
+        ("lr-x100", "gradients", "fail", None),
+        ("nan=conv2", "gradients", "fail", Some("conv2")),
+        ("bias-lr-mult=conv1:1000", "gradients", "fail", Some("conv1.bias")),
+    ] {
+        let got = run(&["--inject", fault]);
+        for ((name, v, subjects), (_, healthy_v, _)) in got.iter().zip(&healthy) {
+            if name == step {
+                assert_eq!(v, verdict, "{fault}: {got:?}");
+                if let Some(subject) = subject {
+                    assert!(subjects.iter().any(|s| s == subject), "{fault}: {subjects:?}");
+                }
+            } else {
+                assert_eq!(v, healthy_v, "{fault} changed step {name}: {got:?}");
+            }
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub struct ProfileConfig {
     pub data_warn_share: f64,
     /// ... and Fail (input-bound, TensorFlow's 20%).
     pub data_fail_share: f64,
+    /// A single layer taking this share of the iteration or more is a Warn: one layer dominates
+    /// (LeNet's slowest layer, conv2, takes about 40%; ResNet-20's and AlexNet's far less).
+    pub bottleneck_warn_share: f64,
 }
 
 impl Default for ProfileConfig {
@@ -41,6 +44,7 @@ impl Default for ProfileConfig {
             iterations: 20,
             data_warn_share: 0.05,
             data_fail_share: 0.20,
+            bottleneck_warn_share: 0.60,
         }
     }
 }
@@ -253,22 +257,42 @@ impl Profile {
                 },
             });
         }
-        if let Some(top) = self.ranked().into_iter().find(|l| l.kind != "Data") {
+        let ranked = self.ranked();
+        let mut layers = ranked.iter().filter(|l| l.kind != "Data");
+        if let Some(top) = layers.next() {
+            let dominates = top.share >= config.bottleneck_warn_share;
+            let next = layers.next();
             findings.push(Finding {
                 check: "bottleneck".into(),
-                verdict: Verdict::Pass,
+                verdict: if dominates { Verdict::Warn } else { Verdict::Pass },
                 subject: top.name.clone(),
                 measured: top.share,
-                threshold: 0.0,
+                threshold: config.bottleneck_warn_share,
                 message: format!(
-                    "slowest layer: {} ({}) with {:.1}% of the iteration (forward {:.3} ms, backward {:.3} ms)",
+                    "slowest layer: {} ({}) with {:.1}% of the iteration (forward {:.3} ms, backward {:.3} ms){}",
                     top.name,
                     top.kind,
                     100.0 * top.share,
                     top.forward.mean_ms,
-                    top.backward.mean_ms
+                    top.backward.mean_ms,
+                    match (dominates, next) {
+                        (true, Some(n)) => format!(
+                            "; {:.1}x the next slowest, {} ({:.1}%)",
+                            top.share / n.share.max(1e-12),
+                            n.name,
+                            100.0 * n.share
+                        ),
+                        _ => String::new(),
+                    }
                 ),
-                remedy: String::new(),
+                remedy: if dominates {
+                    format!(
+                        "{} alone takes most of the iteration: check it for work its size does not explain (a host copy or sleep, a device sync, a wrong layout or kernel), or shrink it",
+                        top.name
+                    )
+                } else {
+                    String::new()
+                },
             });
         }
         findings

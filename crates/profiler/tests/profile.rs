@@ -121,6 +121,32 @@ fn a_planted_slow_layer_is_ranked_first_with_its_share() {
         .find(|f| f.check == "bottleneck")
         .unwrap();
     assert_eq!(bottleneck.subject, "pool2");
+    // The verdict follows the share: a dominating layer warns, the same share under a higher
+    // threshold passes.
+    let expected = if top.share >= config.bottleneck_warn_share {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    };
+    assert_eq!(bottleneck.verdict, expected, "share {:.3}", top.share);
+    let lenient = ProfileConfig {
+        bottleneck_warn_share: 1.01,
+        ..config.clone()
+    };
+    let strict = ProfileConfig {
+        bottleneck_warn_share: top.share * 0.9,
+        ..config.clone()
+    };
+    let verdict_under = |c: &ProfileConfig| {
+        profile
+            .findings(c)
+            .into_iter()
+            .find(|f| f.check == "bottleneck")
+            .unwrap()
+            .verdict
+    };
+    assert_eq!(verdict_under(&lenient), Verdict::Pass);
+    assert_eq!(verdict_under(&strict), Verdict::Warn);
 }
 
 /// An on-demand reader with a fixed latency per sample, as a network file system or a cold disk
