@@ -49,7 +49,10 @@ fn layer_times(step: &StepReport) -> Vec<(String, f64)> {
         .filter_map(|l| {
             let name = l.get("name")?.as_str()?.to_string();
             let ms = |key: &str| l.get(key)?.get("median_ms")?.as_f64();
-            Some((name, ms("forward").unwrap_or(0.0) + ms("backward").unwrap_or(0.0)))
+            Some((
+                name,
+                ms("forward").unwrap_or(0.0) + ms("backward").unwrap_or(0.0),
+            ))
         })
         .collect()
 }

@@ -86,6 +86,10 @@ pub struct Args {
     /// A TOML file with every threshold and option (see --print-config); flags given here win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Set any one setting of the file (see --print-config) from the command line:
+    /// `--set results.window=8 --set gradients.explode_growth=1000` (repeatable; wins over --config).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
     /// Print the default settings, each documented, as a TOML file, and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -245,6 +249,9 @@ pub fn run(args: &Args, explicit: &dyn Fn(&str) -> bool) -> Result<Outcome, RunE
         Some(path) => settings::read(path).map_err(RunError::Usage)?,
         None => Settings::default(),
     };
+    for assignment in &args.set {
+        settings::set(&mut settings, assignment).map_err(RunError::Usage)?;
+    }
     let args = &apply_settings(args, &settings.run, explicit)?;
     if let Some(points) = args.tsne_points {
         settings.data.tsne_points = points;
@@ -439,7 +446,8 @@ fn write_report(report: &Report, dir: &Path) -> Result<(), RunError> {
     })?;
     let path = dir.join("index.html");
     let page = html::render(report, dir);
-    model_core::write_atomic(&path, page.as_bytes()).map_err(|source| RunError::Write { path, source })
+    model_core::write_atomic(&path, page.as_bytes())
+        .map_err(|source| RunError::Write { path, source })
 }
 
 /// Moves a completed run's files from `staging` into `out`: the pictures first, `report.json` and
@@ -464,11 +472,19 @@ fn publish(staging: &Path, out: &Path) -> Result<(), RunError> {
     files(staging, &mut all).map_err(fail(staging))?;
     let last = |p: &PathBuf| {
         p.parent() == Some(staging)
-            && p.file_name().is_some_and(|n| n == "report.json" || n == "index.html")
+            && p.file_name()
+                .is_some_and(|n| n == "report.json" || n == "index.html")
     };
-    all.sort_by_key(|p| (last(p), p.file_name() == Some(std::ffi::OsStr::new("index.html"))));
+    all.sort_by_key(|p| {
+        (
+            last(p),
+            p.file_name() == Some(std::ffi::OsStr::new("index.html")),
+        )
+    });
     for from in all {
-        let rel = from.strip_prefix(staging).expect("under the staging folder");
+        let rel = from
+            .strip_prefix(staging)
+            .expect("under the staging folder");
         let to = out.join(rel);
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(fail(parent))?;
@@ -515,7 +531,9 @@ fn apply_settings(
     } else {
         Err("must be at least 1".to_string())
     });
-    take!(normalization, |v: &String| NormalizationChoice::from_str(v, true));
+    take!(normalization, |v: &String| NormalizationChoice::from_str(
+        v, true
+    ));
     take!(eval_samples, |v: &usize| Ok::<_, String>(Some(*v)));
     take!(tsne_points, |v: &usize| Ok::<_, String>(Some(*v)));
     take!(baseline, |v: &PathBuf| Ok::<_, String>(Some(v.clone())));
@@ -566,7 +584,13 @@ fn run_step(step: Step, cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         Step::Weights => {
             let faults = weights_step::Faults::from_injected(&cx.args.inject)?;
             let prepared = weights_step::prepare(cx, &faults)?;
-            weights_step::run(&prepared, Some(cx.eval), cx.normalization, &cx.device, cx.out)
+            weights_step::run(
+                &prepared,
+                Some(cx.eval),
+                cx.normalization,
+                &cx.device,
+                cx.out,
+            )
         }
         Step::Data => data_step::run(cx),
         Step::Timings => timings_step::run(cx),

@@ -30,7 +30,11 @@ pub fn escape(text: &str) -> String {
 
 fn number(v: f64) -> String {
     if !v.is_finite() {
-        return if v.is_nan() { "–".into() } else { format!("{v}") };
+        return if v.is_nan() {
+            "–".into()
+        } else {
+            format!("{v}")
+        };
     }
     if v == v.trunc() && v.abs() < 1e12 {
         format!("{v:.0}")
@@ -185,7 +189,11 @@ fn tables(step: &StepReport, out: &mut String) {
                 number(ms("forward")),
                 number(ms("backward")),
                 l.get("share").and_then(|v| v.as_f64()).unwrap_or(0.0) * 100.0,
-                escape(&l.get("output_shape").map(|v| v.to_string()).unwrap_or_default()),
+                escape(
+                    &l.get("output_shape")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                ),
             );
         }
         out.push_str("</table>\n");
@@ -198,7 +206,11 @@ fn tables(step: &StepReport, out: &mut String) {
             while !details.is_char_boundary(end) {
                 end -= 1;
             }
-            format!("{}\n… ({} bytes in report.json)", &details[..end], details.len())
+            format!(
+                "{}\n… ({} bytes in report.json)",
+                &details[..end],
+                details.len()
+            )
         } else {
             details
         };

@@ -63,9 +63,8 @@ fn main() -> ExitCode {
         Command::Checklist(args) => {
             let sub = matches.subcommand_matches("checklist");
             // A flag given on the command line wins over `--config`.
-            let explicit = |id: &str| {
-                sub.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine)
-            };
+            let explicit =
+                |id: &str| sub.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
             match checklist::run(&args, &explicit) {
                 Ok(outcome) => ExitCode::from(outcome.exit_code()),
                 Err(checklist::RunError::Interrupted) => {

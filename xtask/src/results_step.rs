@@ -36,12 +36,16 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         Some(_) => cx.run_model,
         None => &cx.training()?.model,
     };
-    let outcome = with_model!(model, m => check.run(m, cx.eval, cx.normalization, &cx.device, Some(cx.out)))
-        .map_err(|e| RunError::Usage(format!("results step: {e}")))?;
+    let outcome =
+        with_model!(model, m => check.run(m, cx.eval, cx.normalization, &cx.device, Some(cx.out)))
+            .map_err(|e| RunError::Usage(format!("results step: {e}")))?;
     let mut report = step_report(&outcome);
     report.details["model_source"] = serde_json::json!(match &cx.args.weights {
         Some(w) => format!("imported from {}", w.display()),
-        None => format!("the shared training run ({} iterations)", cx.args.iterations),
+        None => format!(
+            "the shared training run ({} iterations)",
+            cx.args.iterations
+        ),
     });
     Ok(report)
 }

@@ -159,52 +159,154 @@ impl Default for BaselineSettings {
 
 /// One line of documentation per key, `section.key`.
 pub const DOCS: &[(&str, &str)] = &[
-    ("run.steps", "Steps to run: data, weights, timings, gradients, results (default: all)."),
-    ("run.dataset", "mnist, cifar10, or a path (IDX folder, CIFAR-10 binaries, image folder)."),
+    (
+        "run.steps",
+        "Steps to run: data, weights, timings, gradients, results (default: all).",
+    ),
+    (
+        "run.dataset",
+        "mnist, cifar10, or a path (IDX folder, CIFAR-10 binaries, image folder).",
+    ),
     ("run.out", "The report folder (default: report)."),
     ("run.seed", "Seed of every random choice (default: 42)."),
-    ("run.inject", "Faults to plant, NAME or NAME=VALUE (see --help)."),
-    ("run.loading", "load-all, on-demand-no-cache or on-demand-cached."),
-    ("run.model", "lenet, resnet20 or alexnet (default: by the dataset)."),
-    ("run.weights", "PyTorch, burnpack or SafeTensors weights to import."),
+    (
+        "run.inject",
+        "Faults to plant, NAME or NAME=VALUE (see --help).",
+    ),
+    (
+        "run.loading",
+        "load-all, on-demand-no-cache or on-demand-cached.",
+    ),
+    (
+        "run.model",
+        "lenet, resnet20 or alexnet (default: by the dataset).",
+    ),
+    (
+        "run.weights",
+        "PyTorch, burnpack or SafeTensors weights to import.",
+    ),
     ("run.device", "flex, wgpu, vulkan or cuda."),
-    ("run.iterations", "Iterations of the shared training run (default: 200)."),
-    ("run.normalization", "auto, mnist, cifar10, imagenet or measured."),
-    ("run.eval_samples", "Evaluate on a stratified sample of this many held-out images."),
+    (
+        "run.iterations",
+        "Iterations of the shared training run (default: 200).",
+    ),
+    (
+        "run.normalization",
+        "auto, mnist, cifar10, imagenet or measured.",
+    ),
+    (
+        "run.eval_samples",
+        "Evaluate on a stratified sample of this many held-out images.",
+    ),
     ("run.tsne_points", "Overrides data.tsne_points."),
-    ("run.baseline", "An earlier report.json to compare with; regressions fail."),
+    (
+        "run.baseline",
+        "An earlier report.json to compare with; regressions fail.",
+    ),
     ("train.lr", "Base learning rate of the shared run (SGD)."),
     ("train.momentum", "SGD momentum."),
     ("train.batch_size", "Images per iteration."),
-    ("data.tsne_points", "Samples mapped by t-SNE (a stratified sample; the whole split when larger)."),
-    ("data.pca_dims", "PCA dimensions before t-SNE and for the PCA-space k-NN accuracy."),
+    (
+        "data.tsne_points",
+        "Samples mapped by t-SNE (a stratified sample; the whole split when larger).",
+    ),
+    (
+        "data.pca_dims",
+        "PCA dimensions before t-SNE and for the PCA-space k-NN accuracy.",
+    ),
     ("data.perplexity", "t-SNE perplexity."),
-    ("data.tsne_iterations", "t-SNE iterations, early exaggeration included."),
+    (
+        "data.tsne_iterations",
+        "t-SNE iterations, early exaggeration included.",
+    ),
     ("data.knn_k", "Neighbours of the k-NN label accuracy."),
-    ("data.pass_accuracy", "k-NN accuracy in the map at or above which the labels separate (pass)."),
-    ("data.fail_lift", "(accuracy - chance) / (1 - chance) below this: the labels carry no information (fail)."),
-    ("data.memory_budget_mib", "t-SNE refuses a size whose estimate exceeds this."),
-    ("timings.data_warn_share", "Data layer share of the iteration that warns (TensorFlow's 5%)."),
+    (
+        "data.pass_accuracy",
+        "k-NN accuracy in the map at or above which the labels separate (pass).",
+    ),
+    (
+        "data.fail_lift",
+        "(accuracy - chance) / (1 - chance) below this: the labels carry no information (fail).",
+    ),
+    (
+        "data.memory_budget_mib",
+        "t-SNE refuses a size whose estimate exceeds this.",
+    ),
+    (
+        "timings.data_warn_share",
+        "Data layer share of the iteration that warns (TensorFlow's 5%).",
+    ),
     ("timings.data_fail_share", "... and fails (input-bound)."),
-    ("timings.bottleneck_warn_share", "One layer taking this share of the iteration or more warns."),
-    ("timings.strategy_batches", "Batches read per loading strategy in the comparison."),
-    ("timings.slow_layer_seconds", "Forward seconds the slow-layer fault adds."),
+    (
+        "timings.bottleneck_warn_share",
+        "One layer taking this share of the iteration or more warns.",
+    ),
+    (
+        "timings.strategy_batches",
+        "Batches read per loading strategy in the comparison.",
+    ),
+    (
+        "timings.slow_layer_seconds",
+        "Forward seconds the slow-layer fault adds.",
+    ),
     ("gradients.every", "Watch every k-th iteration."),
-    ("gradients.stop_at_nonfinite", "Stop the run at the first NaN or Inf."),
-    ("gradients.explode_growth", "Growth of a gradient range over the run that counts as exploding."),
-    ("gradients.imbalance_ratio", "Update-to-value ratio above which a parameter is imbalanced."),
-    ("gradients.imbalance_vs_weight", "A bias whose update ratio is this many times its weight's is imbalanced."),
-    ("gradients.vanish_ratio", "Update-to-value ratio below which a parameter is vanishing."),
-    ("gradients.target_ratio", "The update ratio a remedy aims at."),
-    ("gradients.converged_loss_fraction", "The loss has converged below this fraction of the first loss."),
-    ("results.window", "Occlusion window side, pixels (0: by the image, 6 for 28x28, a quarter of the smaller side otherwise)."),
+    (
+        "gradients.stop_at_nonfinite",
+        "Stop the run at the first NaN or Inf.",
+    ),
+    (
+        "gradients.explode_growth",
+        "Growth of a gradient range over the run that counts as exploding.",
+    ),
+    (
+        "gradients.imbalance_ratio",
+        "Update-to-value ratio above which a parameter is imbalanced.",
+    ),
+    (
+        "gradients.imbalance_vs_weight",
+        "A bias whose update ratio is this many times its weight's is imbalanced.",
+    ),
+    (
+        "gradients.vanish_ratio",
+        "Update-to-value ratio below which a parameter is vanishing.",
+    ),
+    (
+        "gradients.target_ratio",
+        "The update ratio a remedy aims at.",
+    ),
+    (
+        "gradients.converged_loss_fraction",
+        "The loss has converged below this fraction of the first loss.",
+    ),
+    (
+        "results.window",
+        "Occlusion window side, pixels (0: by the image, 6 for 28x28, a quarter of the smaller side otherwise).",
+    ),
     ("results.stride", "Occlusion stride, pixels."),
-    ("results.border", "Border band (pixels) outside the object where no digit bounding box is known."),
-    ("results.inside_share", "Share of the impact mass inside the object below which an image warns."),
-    ("results.memory_budget_mib", "Memory the occlusion batches may take."),
-    ("baseline.accuracy_drop", "A held-out accuracy lower than the baseline's by more than this fails."),
-    ("baseline.layer_time_increase", "A layer slower than in the baseline by more than this share fails."),
-    ("baseline.layer_time_min_ms", "Layers faster than this in both runs are not compared."),
+    (
+        "results.border",
+        "Border band (pixels) outside the object where no digit bounding box is known.",
+    ),
+    (
+        "results.inside_share",
+        "Share of the impact mass inside the object below which an image warns.",
+    ),
+    (
+        "results.memory_budget_mib",
+        "Memory the occlusion batches may take.",
+    ),
+    (
+        "baseline.accuracy_drop",
+        "A held-out accuracy lower than the baseline's by more than this fails.",
+    ),
+    (
+        "baseline.layer_time_increase",
+        "A layer slower than in the baseline by more than this share fails.",
+    ),
+    (
+        "baseline.layer_time_min_ms",
+        "Layers faster than this in both runs are not compared.",
+    ),
 ];
 
 /// Reads a settings file; an unknown key or a value of the wrong type is an error naming it.
@@ -212,6 +314,43 @@ pub fn read(path: &Path) -> Result<Settings, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the config: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().trim()))
+}
+
+/// Applies one `--set SECTION.KEY=VALUE` to `settings`. VALUE is read as TOML (`8`, `0.5`,
+/// `true`, `"text"`, `[1, 2]`), a bare word as a string; an unknown key or a value of the wrong
+/// type is an error naming it.
+pub fn set(settings: &mut Settings, assignment: &str) -> Result<(), String> {
+    let bad = |why: String| format!("--set {assignment}: {why}");
+    let (path, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| bad("expected SECTION.KEY=VALUE".into()))?;
+    let (section, key) = path
+        .trim()
+        .split_once('.')
+        .ok_or_else(|| bad("expected SECTION.KEY=VALUE".into()))?;
+    if !DOCS.iter().any(|(k, _)| *k == path.trim()) {
+        return Err(bad(format!(
+            "no such setting `{}` (cargo xtask checklist --print-config lists them)",
+            path.trim()
+        )));
+    }
+    let value = value.trim();
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut table = toml::Table::try_from(&*settings).map_err(|e| bad(e.to_string()))?;
+    let section_table = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(section_table) = section_table.as_table_mut() else {
+        return Err(bad(format!("`{section}` is not a section")));
+    };
+    section_table.insert(key.to_string(), parsed);
+    *settings = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(e.to_string().trim().to_string()))?;
+    Ok(())
 }
 
 /// The defaults as a TOML file, every key preceded by its documentation.
@@ -266,11 +405,38 @@ mod tests {
                 section = name.to_string();
             } else if let Some((key, _)) = line.split_once(" = ") {
                 let full = format!("{section}.{key}");
-                assert!(DOCS.iter().any(|(k, _)| *k == full), "{full} has no doc line");
+                assert!(
+                    DOCS.iter().any(|(k, _)| *k == full),
+                    "{full} has no doc line"
+                );
             }
         }
         let back: Settings = toml::from_str(&printed).unwrap();
         assert_eq!(back, Settings::default());
+    }
+
+    #[test]
+    fn set_changes_one_key_and_refuses_unknown_keys_and_wrong_types() {
+        let mut settings = Settings::default();
+        set(&mut settings, "results.window=8").unwrap();
+        set(&mut settings, "gradients.explode_growth = 1e3").unwrap();
+        set(&mut settings, "run.dataset=cifar10").unwrap();
+        assert_eq!(settings.results.window, 8);
+        assert_eq!(settings.gradients.explode_growth, 1000.0);
+        assert_eq!(settings.run.dataset.as_deref(), Some("cifar10"));
+        let before = settings.clone();
+        assert!(
+            set(&mut settings, "results.windw=8")
+                .unwrap_err()
+                .contains("results.windw")
+        );
+        assert!(
+            set(&mut settings, "results.window=big")
+                .unwrap_err()
+                .contains("window")
+        );
+        assert!(set(&mut settings, "window").is_err());
+        assert_eq!(settings, before);
     }
 
     #[test]

@@ -65,8 +65,12 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         false => on_demand,
     };
     let batcher = Batcher::new(run.batch_size, seed, normalization.clone());
-    let comparison =
-        compare_strategies(&on_demand, &batcher, cx.settings.timings.strategy_batches, 4096)?;
+    let comparison = compare_strategies(
+        &on_demand,
+        &batcher,
+        cx.settings.timings.strategy_batches,
+        4096,
+    )?;
 
     let mut report = step_report(&profiled, Some(&comparison), &config);
     report.details["measured_with"] = serde_json::json!(

@@ -46,7 +46,10 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["data", "weights", "timings", "gradients", "results"]);
+    assert_eq!(
+        steps,
+        ["data", "weights", "timings", "gradients", "results"]
+    );
     assert_eq!(
         report["datasets"][0]["label_counts"],
         serde_json::json!([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
@@ -63,11 +66,19 @@ fn the_default_run_loads_mnist_and_runs_every_built_step() {
 fn check_page_in_chromium(page: &Path, steps: &[&str]) {
     let html = std::fs::read_to_string(page).unwrap();
     for step in steps {
-        assert!(html.contains(&format!("data-step=\"{step}\"")), "no section for {step}");
+        assert!(
+            html.contains(&format!("data-step=\"{step}\"")),
+            "no section for {step}"
+        );
     }
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     let Some(chromium) = chromium else {
         assert!(
             std::env::var_os("NN_CHECKLIST_REQUIRE_CHROMIUM").is_none(),
@@ -101,14 +112,25 @@ fn check_page_in_chromium(page: &Path, steps: &[&str]) {
         .split("data-pictures=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("the page's self-check did not run: {}", &dom[..dom.len().min(2000)]));
+        .unwrap_or_else(|| {
+            panic!(
+                "the page's self-check did not run: {}",
+                &dom[..dom.len().min(2000)]
+            )
+        });
     assert!(pictures.starts_with("ok "), "pictures: {pictures}");
     let (shown, all) = pictures[3..].split_once('/').unwrap();
     assert_eq!(shown, all);
     assert!(all.parse::<usize>().unwrap() >= steps.len(), "{pictures}");
-    assert!(dom.contains("data-errors=\"none\""), "script errors in the page");
+    assert!(
+        dom.contains("data-errors=\"none\""),
+        "script errors in the page"
+    );
     for step in steps {
-        assert!(dom.contains(&format!("data-step=\"{step}\"")), "no section for {step} in the DOM");
+        assert!(
+            dom.contains(&format!("data-step=\"{step}\"")),
+            "no section for {step} in the DOM"
+        );
     }
 }
 
@@ -118,13 +140,23 @@ fn print_config_prints_documented_defaults_that_config_reads_back() {
     let o = xtask(&["checklist", "--print-config"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    for section in ["[train]", "[data]", "[timings]", "[gradients]", "[results]", "[baseline]"] {
+    for section in [
+        "[train]",
+        "[data]",
+        "[timings]",
+        "[gradients]",
+        "[results]",
+        "[baseline]",
+    ] {
         assert!(text.contains(section), "{section} missing: {text}");
     }
     assert!(text.contains("# Growth of a gradient range"), "{text}");
     // The printed file, edited, drives a run; a flag on the command line wins over it.
     let config = dir.path().join("checklist.toml");
-    let edited = text.replace("# iterations = ...", "iterations = 5\nseed = 9\nsteps = [\"gradients\"]");
+    let edited = text.replace(
+        "# iterations = ...",
+        "iterations = 5\nseed = 9\nsteps = [\"gradients\"]",
+    );
     std::fs::write(&config, edited).unwrap();
     let out = dir.path().join("report");
     let o = xtask(&[
@@ -178,25 +210,45 @@ fn a_baseline_fails_the_run_on_a_regression_and_passes_against_itself() {
     let o = run(&["--baseline", baseline.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // A fault that turns the step to fail is a regression against the healthy baseline: exit 1.
-    let o = run(&["--baseline", baseline.to_str().unwrap(), "--inject", "lr-x100"]);
+    let o = run(&[
+        "--baseline",
+        baseline.to_str().unwrap(),
+        "--inject",
+        "lr-x100",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let report = report_of(&out);
     let step = &report["steps"][0];
     assert!(
-        step["findings"].as_array().unwrap().iter().any(|f| f["check"] == "regression" && f["subject"] == "gradients"),
+        step["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["check"] == "regression" && f["subject"] == "gradients"),
         "{}",
         step["findings"]
     );
     // A baseline that is not a report is a usage error naming it.
     std::fs::write(&baseline, "{ not json").unwrap();
-    assert_usage_error(&run(&["--baseline", baseline.to_str().unwrap()]), "baseline.json");
+    assert_usage_error(
+        &run(&["--baseline", baseline.to_str().unwrap()]),
+        "baseline.json",
+    );
 }
 
 #[test]
 fn a_run_that_fails_part_way_keeps_the_previous_report_and_writes_what_it_had() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let o = xtask(&["checklist", "--out", out.to_str().unwrap(), "--steps", "gradients", "--iterations", "4"]);
+    let o = xtask(&[
+        "checklist",
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "gradients",
+        "--iterations",
+        "4",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let before = files_under(&out);
     // The weights step runs, then the timings step refuses a layer that does not exist.
@@ -220,7 +272,12 @@ fn a_run_that_fails_part_way_keeps_the_previous_report_and_writes_what_it_had() 
     }
     let partial: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("partial/report.json")).unwrap()).unwrap();
-    assert!(partial["run"]["interrupted"].as_str().unwrap().contains("nope"));
+    assert!(
+        partial["run"]["interrupted"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
     assert_eq!(partial["steps"][0]["step"], "weights");
     assert!(out.join("partial/index.html").is_file());
     assert!(out.join("partial/weights/trained.bpk").is_file());
@@ -228,7 +285,15 @@ fn a_run_that_fails_part_way_keeps_the_previous_report_and_writes_what_it_had() 
     // Ctrl-C part way through training: exit 130, the previous report intact, the partial one
     // holding the iterations watched so far.
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["checklist", "--out", out.to_str().unwrap(), "--steps", "gradients", "--iterations", "100000"])
+        .args([
+            "checklist",
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "gradients",
+            "--iterations",
+            "100000",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -236,14 +301,23 @@ fn a_run_that_fails_part_way_keeps_the_previous_report_and_writes_what_it_had() 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     // Wait until training has started (the trainer's progress bar or the model line), then interrupt.
     std::thread::sleep(std::time::Duration::from_secs(8));
-    assert!(child.try_wait().unwrap().is_none(), "the run ended before it was interrupted");
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it was interrupted"
+    );
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "the run did not stop after Ctrl-C");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not stop after Ctrl-C"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(130));
@@ -253,8 +327,15 @@ fn a_run_that_fails_part_way_keeps_the_previous_report_and_writes_what_it_had() 
     }
     let partial: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("partial/report.json")).unwrap()).unwrap();
-    assert!(partial["run"]["interrupted"].as_str().unwrap().contains("Ctrl-C"));
-    let watched = partial["steps"][0]["metrics"]["iterations_watched"].as_f64().unwrap();
+    assert!(
+        partial["run"]["interrupted"]
+            .as_str()
+            .unwrap()
+            .contains("Ctrl-C")
+    );
+    let watched = partial["steps"][0]["metrics"]["iterations_watched"]
+        .as_f64()
+        .unwrap();
     assert!(watched >= 1.0 && watched < 100_000.0, "{watched}");
 }
 
@@ -773,7 +854,15 @@ fn the_data_step_maps_mnist_and_fails_shuffled_labels() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     let run = |extra: &[&str]| {
-        let mut args = vec!["checklist", "--steps", "data", "--tsne-points", "1500", "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "checklist",
+            "--steps",
+            "data",
+            "--tsne-points",
+            "1500",
+            "--out",
+            out.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         xtask(&args)
     };
@@ -789,7 +878,14 @@ fn the_data_step_maps_mnist_and_fails_shuffled_labels() {
     assert!((m["chance"].as_f64().unwrap() - 0.1124).abs() < 0.01, "{m}");
     assert!(m["tsne_seconds"].as_f64().unwrap() > 0.0);
     for artifact in ["data/map.png", "data/map.svg", "data/mean_images.png"] {
-        assert!(step["artifacts"].as_array().unwrap().iter().any(|a| a == artifact), "{artifact}");
+        assert!(
+            step["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == artifact),
+            "{artifact}"
+        );
         assert!(out.join(artifact).is_file(), "{artifact}");
     }
     let o = run(&["--inject", "shuffle-labels"]);
@@ -830,17 +926,31 @@ fn each_planted_fault_turns_only_its_own_step() {
     let out = dir.path().join("r");
     let run = |extra: &[&str]| {
         let mut args = vec![
-            "checklist", "--iterations", "60", "--tsne-points", "1000", "--eval-samples", "500",
-            "--out", out.to_str().unwrap(),
+            "checklist",
+            "--iterations",
+            "60",
+            "--tsne-points",
+            "1000",
+            "--eval-samples",
+            "500",
+            "--out",
+            out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         let o = xtask(&args);
-        assert!(matches!(o.status.code(), Some(0 | 1)), "{extra:?}: {}", stderr(&o));
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{extra:?}: {}",
+            stderr(&o)
+        );
         verdicts(&report_of(&out))
     };
     let healthy = run(&[]);
     let names: Vec<&str> = healthy.iter().map(|(s, _, _)| s.as_str()).collect();
-    assert_eq!(names, ["data", "weights", "timings", "gradients", "results"]);
+    assert_eq!(
+        names,
+        ["data", "weights", "timings", "gradients", "results"]
+    );
     for (step, verdict, _) in &healthy {
         assert_eq!(verdict, "pass", "healthy {step}: {healthy:?}");
     }
@@ -852,14 +962,22 @@ fn each_planted_fault_turns_only_its_own_step() {
         ("slow-layer=ip2", "timings", "warn", Some("ip2")),
         ("lr-x100", "gradients", "fail", None),
         ("nan=conv2", "gradients", "fail", Some("conv2")),
-        ("bias-lr-mult=conv1:1000", "gradients", "fail", Some("conv1.bias")),
+        (
+            "bias-lr-mult=conv1:1000",
+            "gradients",
+            "fail",
+            Some("conv1.bias"),
+        ),
     ] {
         let got = run(&["--inject", fault]);
         for ((name, v, subjects), (_, healthy_v, _)) in got.iter().zip(&healthy) {
             if name == step {
                 assert_eq!(v, verdict, "{fault}: {got:?}");
                 if let Some(subject) = subject {
-                    assert!(subjects.iter().any(|s| s == subject), "{fault}: {subjects:?}");
+                    assert!(
+                        subjects.iter().any(|s| s == subject),
+                        "{fault}: {subjects:?}"
+                    );
                 }
             } else {
                 assert_eq!(v, healthy_v, "{fault} changed step {name}: {got:?}");
