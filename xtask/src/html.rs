@@ -108,10 +108,15 @@ fn findings_first(step: &StepReport, out: &mut String) {
 }
 
 fn pictures(step: &StepReport, dir: &Path, out: &mut String) {
+    // An SVG drawn beside a PNG of the same name is the same picture: show the PNG, link the SVG.
+    let twin = |a: &String| {
+        a.strip_suffix(".svg")
+            .is_some_and(|stem| step.artifacts.iter().any(|b| *b == format!("{stem}.png")))
+    };
     let pics: Vec<&String> = step
         .artifacts
         .iter()
-        .filter(|a| a.ends_with(".png") || a.ends_with(".svg"))
+        .filter(|a| (a.ends_with(".png") || a.ends_with(".svg")) && !twin(a))
         .collect();
     for rel in pics {
         // Only pictures that exist are shown; a missing one would be a broken page.
@@ -127,7 +132,7 @@ fn pictures(step: &StepReport, dir: &Path, out: &mut String) {
     let others: Vec<&String> = step
         .artifacts
         .iter()
-        .filter(|a| !(a.ends_with(".png") || a.ends_with(".svg")))
+        .filter(|a| !(a.ends_with(".png") || a.ends_with(".svg")) || twin(a))
         .collect();
     if !others.is_empty() {
         out.push_str("<p>Files: ");
