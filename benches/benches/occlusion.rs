@@ -108,5 +108,10 @@ fn occlusion(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, occlusion);
+criterion_group! {
+    name = benches;
+    // No plots: criterion's plotters backend panics (`FontUnavailable`) where it finds no font.
+    config = Criterion::default().without_plots();
+    targets = occlusion
+}
 criterion_main!(benches);

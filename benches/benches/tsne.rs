@@ -52,5 +52,10 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // No plots: criterion's charts ask for a system font plotters cannot find here (FontUnavailable).
+    config = Criterion::default().without_plots();
+    targets = bench
+}
 criterion_main!(benches);

@@ -23,12 +23,23 @@ fn weights(c: &mut Criterion) {
     let fresh = build_seeded(&Device::flex(), 3, ResNet20::cifar10);
     let mut g = c.benchmark_group("weights_resnet20");
     g.bench_function("read_file", |b| {
-        b.iter(|| black_box(read_file(&path, &format).expect("the bundled file reads").len()))
+        b.iter(|| {
+            black_box(
+                read_file(&path, &format)
+                    .expect("the bundled file reads")
+                    .len(),
+            )
+        })
     });
     g.bench_function("import", |b| {
         b.iter(|| {
             let mut model = fresh.clone();
-            black_box(import_pytorch(&mut model, &path, &import).expect("imports").applied.len())
+            black_box(
+                import_pytorch(&mut model, &path, &import)
+                    .expect("imports")
+                    .applied
+                    .len(),
+            )
         })
     });
     let mut loaded = fresh.clone();
@@ -46,7 +57,7 @@ fn weights(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5));
+    config = Criterion::default().without_plots().sample_size(10).measurement_time(Duration::from_secs(5));
     targets = weights
 }
 criterion_main!(benches);

@@ -21,6 +21,10 @@ fn main() {
         lenet_phases::run();
         return;
     }
+    if std::env::args().any(|a| a == "tapstats") {
+        tap_stats();
+        return;
+    }
     if std::env::args().any(|a| a == "reshape") {
         reshape_cost();
         return;
@@ -215,4 +219,27 @@ pub fn reshape_cost() {
         )
         .into_data();
     });
+}
+
+/// The Tap's statistics of one LeNet iteration's blobs (batch 64: every layer's data and diff,
+/// every parameter's value and gradient), in place (the CPU path) and by device reductions.
+pub fn tap_stats() {
+    let d = Device::flex();
+    let sizes: &[usize] = &[
+        50_176, 737_280, 737_280, 184_320, 184_320, 204_800, 204_800, 51_200, 51_200, 32_000,
+        32_000, 640, 640, 1, 500, 500, 20, 20, 25_000, 25_000, 50, 50, 400_000, 400_000, 500, 500,
+        5_000, 5_000, 10, 10,
+    ];
+    let blobs: Vec<Tensor<1>> = sizes
+        .iter()
+        .map(|&n| Tensor::<1>::random([n], burn::tensor::Distribution::Normal(0.0, 1.0), &d))
+        .collect();
+    for _ in 0..2 {
+        time("lenet blobs: in place (fused)", || {
+            std::hint::black_box(model_core::tap::blob_stats(&blobs));
+        });
+        time("lenet blobs: device reductions", || {
+            std::hint::black_box(model_core::tap::blob_stats_by_device_reductions(&blobs));
+        });
+    }
 }

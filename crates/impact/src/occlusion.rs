@@ -28,7 +28,7 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 pub struct RunStats {
     /// Window positions evaluated (not counting the one or two reference forwards).
     pub windows: usize,
-    /// Forward calls made, the reference forwards included.
+    /// Forward calls made (the reference inputs ride in the first batch).
     pub forward_calls: usize,
     /// The largest batch sent through the model.
     pub batch_size: usize,
@@ -335,19 +335,21 @@ impl Occlusion {
             .fill
             .resolve(shape.channels, self.normalization.as_ref())?;
         let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
-        let base = eval.run(1, |_, out| out.copy_from_slice(input.values()))?;
-        let classes = base.classes;
-        let base_logits = &base.logits[..classes];
+        // The unoccluded input first, then one occluded copy per window, in the same batches.
+        let all = eval.run(1 + positions.len(), |i, out| {
+            out.copy_from_slice(input.values());
+            if i > 0 {
+                paint_fill(out, shape, &window, positions[i - 1], &fill);
+            }
+        })?;
+        let classes = all.classes;
+        let base_logits = &all.logits[..classes];
         let predicted = argmax(base_logits);
         let target = self.resolve_target(predicted, classes)?;
         let probabilities = softmax(base_logits);
-        let perturbed = eval.run(positions.len(), |i, out| {
-            out.copy_from_slice(input.values());
-            paint_fill(out, shape, &window, positions[i], &fill);
-        })?;
         let (mut prob_drop, mut logit_drop, mut window_probability) =
             (Vec::new(), Vec::new(), Vec::new());
-        for row in perturbed.logits.chunks_exact(classes) {
+        for row in all.logits[classes..].chunks_exact(classes) {
             let p = softmax(row)[target];
             window_probability.push(p);
             prob_drop.push(probabilities[target] - p);
@@ -366,8 +368,8 @@ impl Occlusion {
             window_probability,
             stats: RunStats {
                 windows: positions.len(),
-                forward_calls: base.calls + perturbed.calls,
-                batch_size: perturbed.largest,
+                forward_calls: all.calls,
+                batch_size: all.largest,
                 seconds: started.elapsed().as_secs_f64(),
             },
         })
@@ -392,23 +394,22 @@ impl Occlusion {
             .fill
             .resolve(shape.channels, self.normalization.as_ref())?;
         let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
-        // The input itself (for the predicted label) and the all-fill input, in one batch.
-        let refs = eval.run(2, |i, out| {
+        // The input itself (for the predicted label), the all-fill input, then one all-fill copy
+        // per window showing the input there, in the same batches.
+        let all = eval.run(2 + positions.len(), |i, out| {
             if i == 0 {
                 out.copy_from_slice(input.values());
             } else {
                 paint_all(out, shape, &fill);
+                if i > 1 {
+                    paint_input(out, input.values(), shape, &window, positions[i - 2]);
+                }
             }
         })?;
-        let classes = refs.classes;
-        let target = self.resolve_target(argmax(&refs.logits[..classes]), classes)?;
-        let fill_probability = softmax(&refs.logits[classes..2 * classes])[target];
-        let shown = eval.run(positions.len(), |i, out| {
-            paint_all(out, shape, &fill);
-            paint_input(out, input.values(), shape, &window, positions[i]);
-        })?;
-        let window_probability: Vec<f32> = shown
-            .logits
+        let classes = all.classes;
+        let target = self.resolve_target(argmax(&all.logits[..classes]), classes)?;
+        let fill_probability = softmax(&all.logits[classes..2 * classes])[target];
+        let window_probability: Vec<f32> = all.logits[2 * classes..]
             .chunks_exact(classes)
             .map(|row| softmax(row)[target])
             .collect();
@@ -427,8 +428,8 @@ impl Occlusion {
             window_probability,
             stats: RunStats {
                 windows: positions.len(),
-                forward_calls: refs.calls + shown.calls,
-                batch_size: shown.largest,
+                forward_calls: all.calls,
+                batch_size: all.largest,
                 seconds: started.elapsed().as_secs_f64(),
             },
         })
@@ -453,17 +454,19 @@ impl Occlusion {
             .highlight
             .resolve(shape.channels, self.normalization.as_ref())?;
         let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
-        let reference = eval.run(1, |_, out| out.copy_from_slice(base.values()))?;
-        let classes = reference.classes;
-        let base_probabilities = softmax(&reference.logits[..classes]);
-        let lit = eval.run(positions.len(), |i, out| {
+        // The base first, then one highlighted copy per window, in the same batches.
+        let all = eval.run(1 + positions.len(), |i, out| {
             out.copy_from_slice(base.values());
-            paint_fill(out, shape, &window, positions[i], &highlight);
+            if i > 0 {
+                paint_fill(out, shape, &window, positions[i - 1], &highlight);
+            }
         })?;
+        let classes = all.classes;
+        let base_probabilities = softmax(&all.logits[..classes]);
         // Rise of every label per window, label-major for averaging.
         let n = positions.len();
         let mut rises = vec![0f32; classes * n];
-        for (w, row) in lit.logits.chunks_exact(classes).enumerate() {
+        for (w, row) in all.logits[classes..].chunks_exact(classes).enumerate() {
             for (l, p) in softmax(row).into_iter().enumerate() {
                 rises[l * n + w] = p - base_probabilities[l];
             }
@@ -505,8 +508,8 @@ impl Occlusion {
             window_rise,
             stats: RunStats {
                 windows: n,
-                forward_calls: reference.calls + lit.calls,
-                batch_size: lit.largest,
+                forward_calls: all.calls,
+                batch_size: all.largest,
                 seconds: started.elapsed().as_secs_f64(),
             },
         })

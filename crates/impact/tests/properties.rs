@@ -88,7 +88,7 @@ proptest! {
         // The budget: every batch at most budget / sample bytes, all windows sent once.
         prop_assert!(sizes.iter().all(|&n| n <= budget_samples), "{:?}", sizes);
         prop_assert_eq!(sizes.iter().sum::<usize>(), windows + 1);
-        prop_assert_eq!(a.stats.batch_size, budget_samples.min(windows));
+        prop_assert_eq!(a.stats.batch_size, budget_samples.min(windows + 1));
         prop_assert_eq!(b.stats.batch_size, 1);
         prop_assert_eq!(b.stats.forward_calls, windows + 1);
     }
@@ -283,6 +283,10 @@ fn the_sample_estimate_follows_the_model() {
     assert_eq!(bytes, values * 4 * 2);
     let occlusion = Occlusion::builder().sample_bytes(bytes).build().unwrap();
     assert!(occlusion.batch_size(SampleShape::new(1, 28, 28)) >= 144);
-    let tight = Occlusion::builder().sample_bytes(bytes).memory_budget(10 * bytes).build().unwrap();
+    let tight = Occlusion::builder()
+        .sample_bytes(bytes)
+        .memory_budget(10 * bytes)
+        .build()
+        .unwrap();
     assert_eq!(tight.batch_size(SampleShape::new(1, 28, 28)), 10);
 }
