@@ -37,6 +37,7 @@ pub mod cifar;
 pub mod dataset;
 pub mod device;
 pub mod error;
+mod host_reduce;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;

@@ -41,11 +41,20 @@
 //! ```
 //!
 //! With the tap off ([`Tap::off`]) `layer` calls the closure and nothing else: no cuts, no syncs,
-//! no statistics. Statistics of a large blob are computed on the device and four scalars come
-//! back to the host; a blob of at most [`HOST_REDUCED_MAX`] values (a bias, the logits) comes back
-//! whole, since on a CPU backend the fixed cost of a tensor operation outweighs its reduction.
-//! Everything comes back in one read per iteration (NaN and Inf counts of a large blob cost a
-//! second read only when it holds a non-finite value).
+//! no statistics.
+//!
+//! Statistics are computed on the device the blob lives on, and only scalars come to the host's
+//! bookkeeping. On a CPU device (flex) the device's memory is the host's, so each blob is reduced
+//! in place: one fused pass over the tensor's own buffer (min, max, sum, sum |x| together, NaN
+//! and Inf counted in a second pass only when a sum is not finite), no copy and no tensor
+//! operation, every blob of the iteration in parallel chunks when the trace is taken. On a GPU
+//! device a large blob is reduced by four device reductions and four scalars come back; a blob of
+//! at most [`HOST_REDUCED_MAX`] values (a bias, the logits) comes back whole, since the fixed
+//! cost of a tensor operation outweighs its reduction. There, everything comes back in one read
+//! per iteration (NaN and Inf counts of a large blob cost a second read only when it holds a
+//! non-finite value). Either way NaN and Inf are counted exactly and a NaN makes the mean and
+//! mean |x| NaN; min and max skip NaN on the CPU (NaN only when every value is), and follow the
+//! backend's reductions on a GPU.
 
 use std::time::Instant;
 
@@ -54,6 +63,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use serde::{Deserialize, Serialize};
+
+use crate::host_reduce;
 
 /// How much the tap records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
@@ -153,44 +164,70 @@ impl LayerTrace {
     }
 }
 
-/// Blobs of at most this many values are read back whole (a few kilobytes) and reduced on the
-/// host: on a CPU backend each tensor operation has a fixed cost of tens of microseconds, which
-/// dominates for biases and logits; larger blobs are reduced on the device.
+/// On a GPU device, blobs of at most this many values are read back whole (a few kilobytes) and
+/// reduced on the host, since the fixed cost of a tensor operation dominates for biases and
+/// logits; larger blobs are reduced on the device. (On a CPU device every blob is reduced in
+/// place, whatever its size: see [`PendingStats::InPlace`].)
 pub const HOST_REDUCED_MAX: usize = 4096;
 
-/// Statistics waiting to be read: for a large blob `[min, max, sum, sum |x|]` computed on the
-/// device, for a small one the blob itself; both read in the iteration's single transfer.
-struct PendingStats {
-    blob: Tensor<1>,
-    /// `None` for a blob reduced on the host.
-    partial: Option<Tensor<1>>,
+/// Statistics waiting to be computed or read.
+// A few dozen per iteration: not worth boxing the two-tensor variant.
+#[allow(clippy::large_enum_variant)]
+enum PendingStats {
+    /// A blob on a device whose memory is the host's (Burn's CPU backend, flex): its statistics
+    /// are computed on that device, which is the CPU, by one fused pass over the tensor's own
+    /// buffer (no copy, no read-back, no tensor operation), all of the iteration's blobs in
+    /// parallel, when the trace is taken.
+    InPlace(Tensor<1>),
+    /// A small blob on a GPU device: read back whole in the iteration's single transfer and
+    /// reduced on the host.
+    Whole(Tensor<1>),
+    /// A large blob on a GPU device: `[min, max, sum, sum |x|]` computed on the device, read in
+    /// the iteration's single transfer (NaN and Inf counted on the device, in a second read,
+    /// only when a sum is not finite).
+    Device { blob: Tensor<1>, partial: Tensor<1> },
 }
 
 impl PendingStats {
-    /// What this blob contributes to the single read.
-    fn part(&self) -> Tensor<1> {
-        self.partial.clone().unwrap_or_else(|| self.blob.clone())
+    /// What this blob contributes to the single read (nothing for a blob reduced in place).
+    fn part(&self) -> Option<Tensor<1>> {
+        match self {
+            PendingStats::InPlace(_) => None,
+            PendingStats::Whole(blob) => Some(blob.clone()),
+            PendingStats::Device { partial, .. } => Some(partial.clone()),
+        }
     }
 
     fn part_len(&self) -> usize {
-        if self.partial.is_some() {
-            4
-        } else {
-            self.blob.dims()[0]
+        match self {
+            PendingStats::InPlace(_) => 0,
+            PendingStats::Whole(blob) => blob.dims()[0],
+            PendingStats::Device { .. } => 4,
         }
     }
 }
 
+/// Whether `device`'s memory is the host's, so that a blob's statistics are best computed by
+/// reading its buffer in place (flex, Burn's CPU backend) rather than by device reductions.
+fn host_memory(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
 fn pending(blob: Tensor<1>) -> Option<PendingStats> {
+    let in_place = host_memory(&blob.device());
+    pending_as(blob, in_place)
+}
+
+fn pending_as(blob: Tensor<1>, in_place: bool) -> Option<PendingStats> {
     let n = blob.dims()[0];
     if n == 0 {
         return None;
     }
+    if in_place {
+        return Some(PendingStats::InPlace(blob));
+    }
     if n <= HOST_REDUCED_MAX {
-        return Some(PendingStats {
-            blob,
-            partial: None,
-        });
+        return Some(PendingStats::Whole(blob));
     }
     let partial = Tensor::cat(
         vec![
@@ -201,106 +238,135 @@ fn pending(blob: Tensor<1>) -> Option<PendingStats> {
         ],
         0,
     );
-    Some(PendingStats {
-        blob,
-        partial: Some(partial),
-    })
+    Some(PendingStats::Device { blob, partial })
 }
 
-/// Statistics of values on the host, in one pass.
-fn host_stats(values: &[f32]) -> BlobStats {
-    let (mut min, mut max, mut sum, mut abs, mut nan, mut inf) =
-        (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0f64, 0u64, 0u64);
-    for &v in values {
-        if v.is_nan() {
-            nan += 1;
-            continue;
+/// The values of a CPU-backend blob: its own buffer when it is a contiguous f32 tensor of flex
+/// (the common case: no copy), otherwise a converted copy.
+enum HostValues {
+    Borrowed(burn::backend::flex::FlexTensor),
+    Owned(Vec<f32>),
+}
+
+impl HostValues {
+    fn of(blob: &Tensor<1>) -> HostValues {
+        match blob.clone().try_into_primitive::<burn::backend::Flex>() {
+            Ok(t) if t.as_slice::<f32>().is_some() => HostValues::Borrowed(t),
+            Ok(t) => HostValues::Owned(
+                t.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default(),
+            ),
+            Err(_) => HostValues::Owned(blob.clone().try_into_vec_as::<f32>().unwrap_or_default()),
         }
-        if v.is_infinite() {
-            inf += 1;
+    }
+
+    fn values(&self) -> &[f32] {
+        match self {
+            HostValues::Borrowed(t) => t.as_slice::<f32>().unwrap_or_default(),
+            HostValues::Owned(v) => v,
         }
-        min = min.min(v);
-        max = max.max(v);
-        sum += v as f64;
-        abs += v.abs() as f64;
-    }
-    let count = values.len();
-    let (mean, mean_abs) = if nan > 0 {
-        (f32::NAN, f32::NAN)
-    } else {
-        ((sum / count as f64) as f32, (abs / count as f64) as f32)
-    };
-    if nan as usize == count {
-        (min, max) = (f32::NAN, f32::NAN);
-    }
-    BlobStats {
-        count,
-        min,
-        max,
-        mean,
-        mean_abs,
-        nan,
-        inf,
     }
 }
 
-/// Reads every pending statistic in one go (and counts NaN and Inf on the device where a large
-/// blob's sum was not finite).
+/// Computes every pending statistic: the blobs on a CPU device in place (one fused parallel pass
+/// each), the others with one read for the whole iteration (and NaN and Inf counted on the
+/// device where a large blob's sum was not finite).
 fn resolve(pending: Vec<Option<PendingStats>>) -> Vec<Option<BlobStats>> {
-    let present: Vec<&PendingStats> = pending.iter().flatten().collect();
-    if present.is_empty() {
-        return pending.iter().map(|_| None).collect();
+    let mut out: Vec<Option<BlobStats>> = pending.iter().map(|_| None).collect();
+
+    // In place: every blob's buffer borrowed, reduced in parallel chunks.
+    let in_place: Vec<(usize, HostValues)> = pending
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Some(PendingStats::InPlace(blob)) => Some((i, HostValues::of(blob))),
+            _ => None,
+        })
+        .collect();
+    if !in_place.is_empty() {
+        let slices: Vec<&[f32]> = in_place.iter().map(|(_, v)| v.values()).collect();
+        let stats = host_reduce::stats_many(&slices);
+        for ((i, values), s) in in_place.iter().zip(stats) {
+            // A blob that could not be read gives no statistics rather than wrong ones.
+            if !values.values().is_empty() {
+                out[*i] = Some(s);
+            }
+        }
     }
-    let values: Vec<f32> = Tensor::cat(present.iter().map(|p| p.part()).collect(), 0)
+
+    // Read back: one transfer for the rest.
+    let read: Vec<(usize, &PendingStats)> = pending
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().filter(|p| p.part_len() > 0).map(|p| (i, p)))
+        .collect();
+    if read.is_empty() {
+        return out;
+    }
+    let values: Vec<f32> = Tensor::cat(read.iter().filter_map(|(_, p)| p.part()).collect(), 0)
         .try_into_vec_as::<f32>()
         .unwrap_or_default();
-    let mut out = Vec::with_capacity(pending.len());
     let mut at = 0;
-    for p in &pending {
-        let Some(p) = p else {
-            out.push(None);
-            continue;
-        };
+    for (i, p) in read {
         let len = p.part_len();
         let Some(v) = values.get(at..at + len) else {
-            out.push(None);
             at += len;
             continue;
         };
         at += len;
-        if p.partial.is_none() {
-            out.push(Some(host_stats(v)));
-            continue;
-        }
-        let count = p.blob.dims()[0];
-        let (nan, inf) = if v[2].is_finite() && v[3].is_finite() {
-            (0, 0)
-        } else {
-            let counts = Tensor::cat(
-                vec![
-                    p.blob.clone().is_nan().float().sum(),
-                    p.blob.clone().is_inf().float().sum(),
-                ],
-                0,
-            )
-            .try_into_vec_as::<f32>()
-            .unwrap_or_default();
-            (
-                counts.first().copied().unwrap_or(0.0) as u64,
-                counts.get(1).copied().unwrap_or(0.0) as u64,
-            )
+        out[i] = match p {
+            PendingStats::InPlace(_) => None,
+            PendingStats::Whole(_) => Some(host_reduce::stats(v)),
+            PendingStats::Device { blob, .. } => Some(device_stats(blob, v)),
         };
-        out.push(Some(BlobStats {
-            count,
-            min: v[0],
-            max: v[1],
-            mean: v[2] / count as f32,
-            mean_abs: v[3] / count as f32,
-            nan,
-            inf,
-        }));
     }
     out
+}
+
+/// Statistics of `blobs` (each flattened), computed as the Tap computes them: in place on a CPU
+/// device, by device reductions and one read otherwise.
+pub fn blob_stats(blobs: &[Tensor<1>]) -> Vec<Option<BlobStats>> {
+    resolve(blobs.iter().map(|b| pending(b.clone())).collect())
+}
+
+/// [`blob_stats`] through the GPU path (device reductions, one read) whatever the device: for
+/// benchmarks comparing the two.
+#[doc(hidden)]
+pub fn blob_stats_by_device_reductions(blobs: &[Tensor<1>]) -> Vec<Option<BlobStats>> {
+    resolve(blobs.iter().map(|b| pending_as(b.clone(), false)).collect())
+}
+
+/// A device-reduced blob's statistics from its `[min, max, sum, sum |x|]`.
+fn device_stats(blob: &Tensor<1>, v: &[f32]) -> BlobStats {
+    let count = blob.dims()[0];
+    let (nan, inf) = if v[2].is_finite() && v[3].is_finite() {
+        (0, 0)
+    } else {
+        let counts = Tensor::cat(
+            vec![
+                blob.clone().is_nan().float().sum(),
+                blob.clone().is_inf().float().sum(),
+            ],
+            0,
+        )
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default();
+        (
+            counts.first().copied().unwrap_or(0.0) as u64,
+            counts.get(1).copied().unwrap_or(0.0) as u64,
+        )
+    };
+    BlobStats {
+        count,
+        min: v[0],
+        max: v[1],
+        mean: v[2] / count as f32,
+        mean_abs: v[3] / count as f32,
+        nan,
+        inf,
+    }
 }
 
 fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
@@ -807,6 +873,41 @@ mod tests {
         ]
     }
 
+    /// The statistics of `values` checked against a plain Rust loop.
+    fn check(values: &[f32], stats: BlobStats) -> Result<(), TestCaseError> {
+        let nan = values.iter().filter(|v| v.is_nan()).count() as u64;
+        let inf = values.iter().filter(|v| v.is_infinite()).count() as u64;
+        prop_assert_eq!(
+            (stats.count, stats.nan, stats.inf),
+            (values.len(), nan, inf)
+        );
+        if nan == 0 && inf == 0 {
+            let min = values.iter().cloned().fold(f32::INFINITY, f32::min);
+            let max = values.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
+            let mean_abs =
+                values.iter().map(|&v| v.abs() as f64).sum::<f64>() / values.len() as f64;
+            prop_assert_eq!((stats.min, stats.max), (min, max));
+            prop_assert!(
+                (stats.mean as f64 - mean).abs() <= 1e-3 * mean_abs.max(1.0),
+                "{} {}",
+                stats.mean,
+                mean
+            );
+            prop_assert!((stats.mean_abs as f64 - mean_abs).abs() <= 1e-4 * mean_abs.max(1.0));
+        } else {
+            prop_assert!(!stats.is_finite());
+        }
+        Ok(())
+    }
+
+    fn blob(values: &[f32]) -> Tensor<1> {
+        Tensor::<1>::from_data(
+            TensorData::new(values.to_vec(), [values.len()]),
+            &Device::flex(),
+        )
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -831,5 +932,56 @@ mod tests {
                 prop_assert!(!stats.is_finite());
             }
         }
+
+        /// The GPU paths (a small blob read back whole, a large one reduced by tensor operations),
+        /// forced on flex, agree with the plain loop too.
+        #[test]
+        fn device_reductions_match_a_plain_loop(values in proptest::collection::vec(value(), 1..9000)) {
+            let stats = resolve(vec![pending_as(blob(&values), false)]).pop().flatten().unwrap();
+            check(&values, stats)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// The fused pass over blobs of several parallel chunks (LeNet's conv1 holds 737,280
+        /// values), several blobs at once, matches the plain loop, and its NaN/Inf-aware exact
+        /// recount gives the same numbers as the fast pass where both apply.
+        #[test]
+        fn fused_pass_over_many_chunks_matches_a_plain_loop(
+            big in proptest::collection::vec(-1e3f32..1e3, 1..300_000),
+            small in proptest::collection::vec(value(), 1..100),
+            poison in proptest::option::of((any::<proptest::sample::Index>(), value())),
+        ) {
+            let mut big = big;
+            if let Some((at, v)) = poison {
+                let i = at.index(big.len());
+                big[i] = v;
+            }
+            let stats = resolve(vec![pending(blob(&big)), None, pending(blob(&small))]);
+            prop_assert!(stats[1].is_none());
+            check(&big, stats[0].unwrap())?;
+            check(&small, stats[2].unwrap())?;
+            let exact = host_reduce::exact(&big);
+            let fused = stats[0].unwrap();
+            prop_assert_eq!((fused.nan, fused.inf), (exact.nan, exact.inf));
+            prop_assert!(fused.min == exact.min || (fused.min.is_nan() && exact.min.is_nan()));
+            prop_assert!(fused.max == exact.max || (fused.max.is_nan() && exact.max.is_nan()));
+        }
+    }
+
+    /// A blob that is a strided view of a larger buffer (not contiguous) is reduced from a copy.
+    #[test]
+    fn a_strided_blob_gives_the_same_statistics() {
+        let values: Vec<f32> = (0..6000).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        let matrix = Tensor::<2>::from_data(TensorData::new(values, [60, 100]), &Device::flex());
+        let transposed = matrix.clone().transpose();
+        let host: Vec<f32> = transposed.clone().try_into_vec_as::<f32>().unwrap();
+        let stats = resolve(vec![pending(flat(transposed))])
+            .pop()
+            .flatten()
+            .unwrap();
+        assert_eq!(stats, host_reduce::exact(&host));
     }
 }
