@@ -11,6 +11,14 @@ fn xtask(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `cargo xtask checklist --out OUT ARGS... EXTRA...`.
+fn checklist_in(out: &Path, args: &[&str], extra: &[&str]) -> Output {
+    let mut all = vec!["checklist", "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(extra);
+    xtask(&all)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -190,19 +198,8 @@ fn print_config_prints_documented_defaults_that_config_reads_back() {
 fn a_baseline_fails_the_run_on_a_regression_and_passes_against_itself() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "checklist",
-            "--out",
-            out.to_str().unwrap(),
-            "--steps",
-            "gradients",
-            "--iterations",
-            "25",
-        ];
-        args.extend_from_slice(extra);
-        xtask(&args)
-    };
+    let run =
+        |extra: &[&str]| checklist_in(&out, &["--steps", "gradients", "--iterations", "25"], extra);
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let baseline = dir.path().join("baseline.json");
@@ -784,19 +781,8 @@ fn the_timings_step_profiles_every_layer_and_names_a_planted_slow_layer() {
 fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "checklist",
-            "--steps",
-            "gradients",
-            "--iterations",
-            "60",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        xtask(&args)
-    };
+    let run =
+        |extra: &[&str]| checklist_in(&out, &["--steps", "gradients", "--iterations", "60"], extra);
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let step = report_of(&out)["steps"][0].clone();
@@ -853,19 +839,8 @@ fn the_gradients_step_passes_a_healthy_run_and_names_each_planted_fault() {
 fn the_data_step_maps_mnist_and_fails_shuffled_labels() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "checklist",
-            "--steps",
-            "data",
-            "--tsne-points",
-            "1500",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        xtask(&args)
-    };
+    let run =
+        |extra: &[&str]| checklist_in(&out, &["--steps", "data", "--tsne-points", "1500"], extra);
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let step = report_of(&out)["steps"][0].clone();
@@ -925,19 +900,18 @@ fn each_planted_fault_turns_only_its_own_step() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "checklist",
-            "--iterations",
-            "60",
-            "--tsne-points",
-            "1000",
-            "--eval-samples",
-            "500",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let o = xtask(&args);
+        let o = checklist_in(
+            &out,
+            &[
+                "--iterations",
+                "60",
+                "--tsne-points",
+                "1000",
+                "--eval-samples",
+                "500",
+            ],
+            extra,
+        );
         assert!(
             matches!(o.status.code(), Some(0 | 1)),
             "{extra:?}: {}",

@@ -317,6 +317,33 @@ impl Occlusion {
         self
     }
 
+    /// The logits of `input` itself, then of one copy per window position with the window
+    /// painted with `paint`, in the same batches (occlusion paints the fill, model impact the
+    /// highlight).
+    fn painted<F>(
+        &self,
+        forward: &F,
+        input: &Input,
+        paint: &Fill,
+        device: &Device,
+    ) -> Result<(Window, Vec<(usize, usize)>, Logits), ImpactError>
+    where
+        F: Fn(Tensor<4>) -> Tensor<2>,
+    {
+        let shape = input.shape();
+        let window = self.window_for(shape)?;
+        let positions = window.positions(shape.height, shape.width)?;
+        let values = paint.resolve(shape.channels, self.normalization.as_ref())?;
+        let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
+        let all = eval.run(1 + positions.len(), |i, out| {
+            out.copy_from_slice(input.values());
+            if i > 0 {
+                paint_fill(out, shape, &window, positions[i - 1], &values);
+            }
+        })?;
+        Ok((window, positions, all))
+    }
+
     /// Occlusion: the drop in the target's probability and logit for every window filled.
     pub fn occlude<F>(
         &self,
@@ -329,19 +356,7 @@ impl Occlusion {
     {
         let started = Instant::now();
         let shape = input.shape();
-        let window = self.window_for(shape)?;
-        let positions = window.positions(shape.height, shape.width)?;
-        let fill = self
-            .fill
-            .resolve(shape.channels, self.normalization.as_ref())?;
-        let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
-        // The unoccluded input first, then one occluded copy per window, in the same batches.
-        let all = eval.run(1 + positions.len(), |i, out| {
-            out.copy_from_slice(input.values());
-            if i > 0 {
-                paint_fill(out, shape, &window, positions[i - 1], &fill);
-            }
-        })?;
+        let (window, positions, all) = self.painted(forward, input, &self.fill, device)?;
         let classes = all.classes;
         let base_logits = &all.logits[..classes];
         let predicted = argmax(base_logits);
@@ -448,19 +463,7 @@ impl Occlusion {
     {
         let started = Instant::now();
         let shape = base.shape();
-        let window = self.window_for(shape)?;
-        let positions = window.positions(shape.height, shape.width)?;
-        let highlight = self
-            .highlight
-            .resolve(shape.channels, self.normalization.as_ref())?;
-        let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
-        // The base first, then one highlighted copy per window, in the same batches.
-        let all = eval.run(1 + positions.len(), |i, out| {
-            out.copy_from_slice(base.values());
-            if i > 0 {
-                paint_fill(out, shape, &window, positions[i - 1], &highlight);
-            }
-        })?;
+        let (window, positions, all) = self.painted(forward, base, &self.highlight, device)?;
         let classes = all.classes;
         let base_probabilities = softmax(&all.logits[..classes]);
         // Rise of every label per window, label-major for averaging.
