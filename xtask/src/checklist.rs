@@ -166,7 +166,7 @@ const FAULTS: &[Fault] = &[
     Fault {
         name: "slow-layer",
         step: Step::Timings,
-        about: "slow-layer=NAME: NAME's forward spends 200 ms more",
+        about: "slow-layer=NAME: NAME's forward spends timings.slow_layer_seconds (0.1 s) more",
     },
     Fault {
         name: "lr-x100",

@@ -98,6 +98,7 @@ pub struct TimingsSettings {
     pub data_warn_share: f64,
     pub data_fail_share: f64,
     pub bottleneck_warn_share: f64,
+    pub bottleneck_warn_ratio: f64,
     pub strategy_batches: usize,
     pub slow_layer_seconds: f64,
 }
@@ -109,6 +110,7 @@ impl Default for TimingsSettings {
             data_warn_share: profile.data_warn_share,
             data_fail_share: profile.data_fail_share,
             bottleneck_warn_share: profile.bottleneck_warn_share,
+            bottleneck_warn_ratio: profile.bottleneck_warn_ratio,
             strategy_batches: 20,
             slow_layer_seconds: 0.1,
         }
@@ -240,6 +242,10 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "timings.bottleneck_warn_share",
         "One layer taking this share of the iteration or more warns.",
+    ),
+    (
+        "timings.bottleneck_warn_ratio",
+        "... as does one taking half that share and this many times the runner-up's.",
     ),
     (
         "timings.strategy_batches",

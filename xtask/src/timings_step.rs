@@ -44,6 +44,7 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         data_warn_share: cx.settings.timings.data_warn_share,
         data_fail_share: cx.settings.timings.data_fail_share,
         bottleneck_warn_share: cx.settings.timings.bottleneck_warn_share,
+        bottleneck_warn_ratio: cx.settings.timings.bottleneck_warn_ratio,
     };
     let profiled = Profile::from_records(records, run.batch_size);
     if let Some(layer) = &slow

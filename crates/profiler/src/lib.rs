@@ -35,6 +35,10 @@ pub struct ProfileConfig {
     /// A single layer taking this share of the iteration or more is a Warn: one layer dominates
     /// (LeNet's slowest layer, conv2, takes about 40%; ResNet-20's and AlexNet's far less).
     pub bottleneck_warn_share: f64,
+    /// ... as is a layer taking at least half that share and this many times the runner-up's
+    /// (LeNet's conv2 is about 1.4x conv1): a ratio holds when the machine is loaded, a share
+    /// less so.
+    pub bottleneck_warn_ratio: f64,
 }
 
 impl Default for ProfileConfig {
@@ -45,6 +49,7 @@ impl Default for ProfileConfig {
             data_warn_share: 0.05,
             data_fail_share: 0.20,
             bottleneck_warn_share: 0.60,
+            bottleneck_warn_ratio: 3.0,
         }
     }
 }
@@ -260,8 +265,10 @@ impl Profile {
         let ranked = self.ranked();
         let mut layers = ranked.iter().filter(|l| l.kind != "Data");
         if let Some(top) = layers.next() {
-            let dominates = top.share >= config.bottleneck_warn_share;
             let next = layers.next();
+            let dominates = top.share >= config.bottleneck_warn_share
+                || (top.share >= config.bottleneck_warn_share / 2.0
+                    && next.is_some_and(|n| top.share >= config.bottleneck_warn_ratio * n.share));
             findings.push(Finding {
                 check: "bottleneck".into(),
                 verdict: if dominates { Verdict::Warn } else { Verdict::Pass },

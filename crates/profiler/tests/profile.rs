@@ -123,7 +123,14 @@ fn a_planted_slow_layer_is_ranked_first_with_its_share() {
     assert_eq!(bottleneck.subject, "pool2");
     // The verdict follows the share: a dominating layer warns, the same share under a higher
     // threshold passes.
-    let expected = if top.share >= config.bottleneck_warn_share {
+    let runner_up = profile.ranked()[1..]
+        .iter()
+        .find(|l| l.kind != "Data")
+        .map_or(0.0, |l| l.share);
+    let expected = if top.share >= config.bottleneck_warn_share
+        || (top.share >= config.bottleneck_warn_share / 2.0
+            && top.share >= config.bottleneck_warn_ratio * runner_up)
+    {
         Verdict::Warn
     } else {
         Verdict::Pass
@@ -131,6 +138,7 @@ fn a_planted_slow_layer_is_ranked_first_with_its_share() {
     assert_eq!(bottleneck.verdict, expected, "share {:.3}", top.share);
     let lenient = ProfileConfig {
         bottleneck_warn_share: 1.01,
+        bottleneck_warn_ratio: f64::INFINITY,
         ..config.clone()
     };
     let strict = ProfileConfig {
