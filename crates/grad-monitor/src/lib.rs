@@ -181,21 +181,16 @@ impl GradMonitor {
         })
     }
 
-    /// The first iteration at which some layer's diff range has grown by `explode_growth` over
-    /// the first quarter of the watched iterations (before any NaN).
-    fn explode_start(&self) -> Option<usize> {
-        let first_bad = self.first_nonfinite().map(|s| s.iteration);
-        let healthy: Vec<&IterationSample> = self
-            .samples
-            .iter()
-            .filter(|s| first_bad.is_none_or(|b| s.iteration < b))
-            .collect();
+    /// The earliest explosion in `healthy` (the iterations before any NaN): the layer whose
+    /// largest |diff| first grows by `explode_growth` over its largest in the first quarter, the
+    /// growth and the iteration (on a tie, the earlier layer in forward order).
+    fn first_explosion(&self, healthy: &[&IterationSample]) -> Option<(String, f64, usize)> {
         if healthy.len() < 4 {
             return None;
         }
         let head = (healthy.len() / 4).max(1);
-        let mut start: Option<usize> = None;
-        for i in 0..healthy[0].layers.len() {
+        let mut first: Option<(String, f64, usize)> = None;
+        for (i, layer) in healthy[0].layers.iter().enumerate() {
             let early: f64 = healthy[..head]
                 .iter()
                 .filter_map(|s| s.layers.get(i)?.diff)
@@ -204,16 +199,17 @@ impl GradMonitor {
             if early <= 0.0 {
                 continue;
             }
-            if let Some(s) = healthy[head..].iter().find(|s| {
-                s.layers
-                    .get(i)
-                    .and_then(|l| l.diff)
-                    .is_some_and(|d| largest(&d) / early >= self.config.explode_growth)
-            }) {
-                start = Some(start.map_or(s.iteration, |b: usize| b.min(s.iteration)));
+            let crossing = healthy[head..].iter().find_map(|s| {
+                let growth = largest(&s.layers.get(i)?.diff?) / early;
+                (growth >= self.config.explode_growth).then_some((growth, s.iteration))
+            });
+            if let Some((growth, iteration)) = crossing
+                && first.as_ref().is_none_or(|f| iteration < f.2)
+            {
+                first = Some((layer.name.clone(), growth, iteration));
             }
         }
-        start
+        first
     }
 
     /// The verdicts, each with its subject and remedy.
@@ -266,54 +262,24 @@ impl GradMonitor {
             .iter()
             .filter(|s| first_bad.is_none_or(|b| s.iteration < b))
             .collect();
-        if healthy.len() >= 4 {
-            let head = (healthy.len() / 4).max(1);
-            let mut worst: Option<(String, f64, usize)> = None;
-            for (i, layer) in healthy[0].layers.iter().enumerate() {
-                let early: f64 = healthy[..head]
-                    .iter()
-                    .filter_map(|s| s.layers.get(i)?.diff)
-                    .map(|d| largest(&d))
-                    .fold(0.0, f64::max);
-                if early <= 0.0 {
-                    continue;
-                }
-                for s in &healthy[head..] {
-                    if let Some(d) = s.layers.get(i).and_then(|l| l.diff) {
-                        let growth = largest(&d) / early;
-                        if growth >= c.explode_growth
-                            && worst.as_ref().is_none_or(|w| s.iteration < w.2)
-                        {
-                            worst = Some((layer.name.clone(), growth, s.iteration));
-                            break;
-                        }
-                    }
-                }
-            }
-            if let Some((layer, growth, iteration)) = worst {
-                findings.push(Finding {
-                    check: "exploding".into(),
-                    verdict: Verdict::Fail,
-                    subject: layer.clone(),
-                    measured: growth,
-                    threshold: c.explode_growth,
-                    message: format!("{layer}'s diff grew {growth:.0}x by iteration {iteration}"),
-                    remedy: format!(
-                        "lower the learning rate to {:.2e} or clip gradients by norm",
-                        base_lr / growth.sqrt()
-                    ),
-                });
-            }
+        let explosion = self.first_explosion(&healthy);
+        if let Some((layer, growth, iteration)) = &explosion {
+            findings.push(Finding {
+                check: "exploding".into(),
+                verdict: Verdict::Fail,
+                subject: layer.clone(),
+                measured: *growth,
+                threshold: c.explode_growth,
+                message: format!("{layer}'s diff grew {growth:.0}x by iteration {iteration}"),
+                remedy: format!(
+                    "lower the learning rate to {:.2e} or clip gradients by norm",
+                    base_lr / growth.sqrt()
+                ),
+            });
         }
         // Per parameter, over the second half of the iterations before anything blew up (after
         // an explosion every ratio only echoes it).
-        let blew_up = findings
-            .iter()
-            .filter(|f| f.check == "exploding")
-            .map(|_| ())
-            .next()
-            .and(self.explode_start())
-            .or(first_bad);
+        let blew_up = explosion.map(|(_, _, iteration)| iteration).or(first_bad);
         let healthy: Vec<&IterationSample> = healthy
             .into_iter()
             .filter(|s| blew_up.is_none_or(|b| s.iteration < b))
