@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::store::{
     BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
+    SafetensorsStore,
 };
 use model_core::models::PytorchImport;
 use model_core::{Finding, Verdict};
@@ -64,15 +64,7 @@ impl WeightFormat {
         };
         let result = match self {
             WeightFormat::Pytorch(import) => {
-                let mut store = PytorchStore::from_file(path)
-                    .allow_partial(true)
-                    .validate(true);
-                if let Some(key) = &import.top_level_key {
-                    store = store.with_top_level_key(key.clone());
-                }
-                for (from, to) in &import.key_remapping {
-                    store = store.with_key_remapping(from, to.clone());
-                }
+                let mut store = import.store(path).allow_partial(true).validate(true);
                 model
                     .load_from(&mut store)
                     .map_err(|e| fail(e.to_string()))?
@@ -133,13 +125,7 @@ pub fn read_file(
     }
     let tensors = match format {
         WeightFormat::Pytorch(import) => {
-            let mut store = PytorchStore::from_file(path);
-            if let Some(key) = &import.top_level_key {
-                store = store.with_top_level_key(key.clone());
-            }
-            for (from, to) in &import.key_remapping {
-                store = store.with_key_remapping(from, to.clone());
-            }
+            let mut store = import.store(path);
             let all = store.get_all_tensors().map_err(|e| fail(e.to_string()))?;
             convert(all).map_err(fail)?
         }

@@ -41,6 +41,19 @@ impl PytorchImport {
         self.allow_partial = allow;
         self
     }
+
+    /// A burn-store reader of the file at `path` with this import's top-level key and key
+    /// rewrites.
+    pub fn store(&self, path: &Path) -> PytorchStore {
+        let mut store = PytorchStore::from_file(path);
+        if let Some(key) = &self.top_level_key {
+            store = store.with_top_level_key(key.clone());
+        }
+        for (from, to) in &self.key_remapping {
+            store = store.with_key_remapping(from, to.clone());
+        }
+        store
+    }
 }
 
 /// What an import did, tensor by tensor.
@@ -92,15 +105,7 @@ pub fn import_pytorch<M: Module>(
             return Err(fail(format!("key remapping `{from}`: {e}")));
         }
     }
-    let mut store = PytorchStore::from_file(path)
-        .allow_partial(true)
-        .validate(true);
-    if let Some(key) = &import.top_level_key {
-        store = store.with_top_level_key(key.clone());
-    }
-    for (from, to) in &import.key_remapping {
-        store = store.with_key_remapping(from, to.clone());
-    }
+    let mut store = import.store(path).allow_partial(true).validate(true);
     let result = model
         .load_from(&mut store)
         .map_err(|e| fail(e.to_string()))?;
