@@ -16,9 +16,7 @@ use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use impact::{Input, Occlusion, estimate_sample_bytes};
 use model_core::bundled::{self, MnistSplit};
-use model_core::models::{
-    Classifier, LeNet, PytorchImport, ResNet20, build_seeded, import_pytorch,
-};
+use model_core::models::{Classifier, LeNet, build_seeded};
 use model_core::{Dataset, LoadOptions, Normalization};
 
 fn first_image(data: &Dataset, normalization: &Normalization) -> Input {
@@ -89,13 +87,7 @@ fn occlusion(c: &mut Criterion) {
     );
 
     let cifar = bundled::cifar10_exact(&options).expect("the bundled CIFAR-10 PNGs");
-    let mut resnet = build_seeded(&device, 1, ResNet20::cifar10);
-    import_pytorch(
-        &mut resnet,
-        &bundled::resnet20_weights(),
-        &PytorchImport::data_parallel_checkpoint(),
-    )
-    .expect("the bundled ResNet-20");
+    let resnet = bundled::resnet20_pretrained(&device).expect("the bundled ResNet-20");
     let norm = bundled::resnet20_normalization();
     let image = first_image(&cifar, &norm);
     bench_model(

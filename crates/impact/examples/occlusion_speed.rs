@@ -15,9 +15,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use impact::{Input, Occlusion, estimate_sample_bytes};
 use model_core::bundled::{self, MnistSplit};
-use model_core::models::{
-    Classifier, LeNet, PytorchImport, ResNet20, build_seeded, import_pytorch,
-};
+use model_core::models::{Classifier, LeNet, build_seeded};
 use model_core::{Dataset, LoadOptions, Normalization};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -109,13 +107,7 @@ fn main() {
     );
 
     let cifar = bundled::cifar10_exact(&options).expect("bundled CIFAR-10 PNGs");
-    let mut resnet = build_seeded(&device, 1, ResNet20::cifar10);
-    import_pytorch(
-        &mut resnet,
-        &bundled::resnet20_weights(),
-        &PytorchImport::data_parallel_checkpoint(),
-    )
-    .expect("the bundled ResNet-20");
+    let resnet = bundled::resnet20_pretrained(&device).expect("the bundled ResNet-20");
     let norm = bundled::resnet20_normalization();
     let image = first_image(&cifar, &norm);
     let resnet_rates = time("resnet20", &resnet, &image, 8, &norm, &device, repeats);

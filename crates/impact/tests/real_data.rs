@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use impact::{ImpactCheck, Input, Occlusion, step_report};
 use model_core::bundled::{self, MnistSplit};
-use model_core::models::{
-    Classifier, LeNet, PytorchImport, ResNet20, build_seeded, import_pytorch,
-};
+use model_core::models::{Classifier, LeNet, build_seeded};
 use model_core::train::{OptimizerChoice, TrainConfig, Trainer, Unobserved};
 use model_core::{LoadOptions, Normalization, Step};
 
@@ -96,13 +94,7 @@ fn mnist_maps_one_image_per_digit_and_the_mean_image() {
 #[test]
 fn resnet20_maps_a_cifar10_automobile() {
     let device = Device::flex();
-    let mut model = build_seeded(&device, 2, ResNet20::cifar10);
-    import_pytorch(
-        &mut model,
-        &bundled::resnet20_weights(),
-        &PytorchImport::data_parallel_checkpoint(),
-    )
-    .unwrap();
+    let model = bundled::resnet20_pretrained(&device).unwrap();
     let test = bundled::cifar10_test(&options()).unwrap();
     let automobile = test
         .class_names()

@@ -83,6 +83,27 @@ pub fn resnet20_weights() -> PathBuf {
     datasets_dir().join("weights/resnet20-12fca82f.th")
 }
 
+/// The bundled pre-trained ResNet-20 on `device`, every one of its 97 tensors imported from
+/// [`resnet20_weights`]; an import that leaves any parameter behind is an error.
+pub fn resnet20_pretrained(
+    device: &burn::prelude::Device,
+) -> std::result::Result<crate::models::ResNet20, crate::models::ImportError> {
+    let path = resnet20_weights();
+    let mut model = crate::models::ResNet20::cifar10(device);
+    let outcome = crate::models::import_pytorch(
+        &mut model,
+        &path,
+        &crate::models::PytorchImport::data_parallel_checkpoint(),
+    )?;
+    if !outcome.is_complete() {
+        return Err(crate::models::ImportError {
+            path,
+            reason: format!("the import is incomplete: {outcome:?}"),
+        });
+    }
+    Ok(model)
+}
+
 /// PyTorch's reference figures for the bundled ResNet-20 (`reference_resnet20.json`).
 pub fn resnet20_reference() -> PathBuf {
     datasets_dir().join("weights/reference_resnet20.json")
