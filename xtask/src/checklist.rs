@@ -434,6 +434,26 @@ pub fn run(args: &Args, explicit: &dyn Fn(&str) -> bool) -> Result<Outcome, RunE
     })
 }
 
+/// Writes one of `report`'s files at `rel` under `out` (its folder made first, the file written
+/// atomically) and lists it among the report's artifacts.
+pub(crate) fn write_artifact(
+    out: &Path,
+    report: &mut StepReport,
+    rel: &str,
+    bytes: &[u8],
+) -> Result<(), RunError> {
+    let path = out.join(rel);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| RunError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    model_core::write_atomic(&path, bytes).map_err(|source| RunError::Write { path, source })?;
+    report.artifacts.push(rel.to_string());
+    Ok(())
+}
+
 /// The staging folder, inside the report folder.
 pub const PARTIAL_DIR: &str = "partial";
 
@@ -621,9 +641,15 @@ fn choose_steps(requested: Option<&[Step]>) -> Result<Vec<Step>, RunError> {
     Ok(steps)
 }
 
+/// An `--inject` spec, `NAME` or `NAME=VALUE`, as its name and value.
+pub(crate) fn fault_parts(spec: &str) -> (&str, Option<&str>) {
+    spec.split_once('=')
+        .map_or((spec, None), |(name, value)| (name, Some(value)))
+}
+
 fn check_faults(inject: &[String]) -> Result<Vec<String>, RunError> {
     for spec in inject {
-        let name = spec.split_once('=').map_or(spec.as_str(), |(n, _)| n);
+        let (name, _) = fault_parts(spec);
         if !FAULTS.iter().any(|f| f.name == name) {
             let known: Vec<String> = FAULTS
                 .iter()

@@ -5,7 +5,7 @@
 use data_check::{DataCheck, step_report, with_shuffled_labels};
 use model_core::StepReport;
 
-use crate::checklist::{RunError, StepContext};
+use crate::checklist::{RunError, StepContext, fault_parts};
 
 fn failed(e: data_check::DataCheckError) -> RunError {
     RunError::Usage(format!("data step: {e}"))
@@ -14,7 +14,11 @@ fn failed(e: data_check::DataCheckError) -> RunError {
 pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
     let s = &cx.settings.data;
     let seed = cx.args.seed;
-    let shuffle = cx.args.inject.iter().any(|f| f == "shuffle-labels");
+    let shuffle = cx
+        .args
+        .inject
+        .iter()
+        .any(|f| fault_parts(f).0 == "shuffle-labels");
     // The sample first, so that shuffling reads only the samples mapped.
     let sample = if s.tsne_points < cx.train.len() {
         cx.train.stratified_subset(s.tsne_points, seed)?

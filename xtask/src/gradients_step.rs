@@ -5,7 +5,7 @@
 use grad_monitor::step_report;
 use model_core::StepReport;
 
-use crate::checklist::{RunError, StepContext};
+use crate::checklist::{RunError, StepContext, fault_parts, write_artifact};
 use crate::training;
 
 /// The faults of this step, from `--inject`.
@@ -23,10 +23,7 @@ impl Faults {
     pub fn from_injected(injected: &[String]) -> Result<Faults, RunError> {
         let mut faults = Faults::default();
         for spec in injected {
-            let (name, value) = spec
-                .split_once('=')
-                .map_or((spec.as_str(), None), |(n, v)| (n, Some(v)));
-            match (name, value) {
+            match fault_parts(spec) {
                 ("lr-x100", _) => faults.lr_x100 = true,
                 ("nan", Some(layer)) if !layer.is_empty() => faults.nan = Some(layer.to_string()),
                 ("nan", _) => {
@@ -86,20 +83,20 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         "diverged_at": run.diverged.map(|(i, _)| i),
         "seconds": run.seconds,
     });
-    let dir = cx.out.join("gradients");
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    let path = dir.join("iterations.json");
-    let text = serde_json::to_string(&monitor.samples).expect("serialisable");
-    model_core::write_atomic(&path, text.as_bytes())
-        .map_err(|source| RunError::Write { path, source })?;
-    report.artifacts.push("gradients/iterations.json".into());
-    let path = dir.join("ranges.svg");
-    model_core::write_atomic(&path, grad_monitor::range_plots_svg(monitor).as_bytes())
-        .map_err(|source| RunError::Write { path, source })?;
-    report.artifacts.push("gradients/ranges.svg".into());
+    let samples = serde_json::to_string(&monitor.samples).expect("serialisable");
+    write_artifact(
+        cx.out,
+        &mut report,
+        "gradients/iterations.json",
+        samples.as_bytes(),
+    )?;
+    let plots = grad_monitor::range_plots_svg(monitor);
+    write_artifact(
+        cx.out,
+        &mut report,
+        "gradients/ranges.svg",
+        plots.as_bytes(),
+    )?;
     // The per-iteration table lives in the artifact; keep the report's details to the last one.
     report.details["last_iteration"] = serde_json::json!(monitor.samples.last());
     Ok(report)

@@ -7,13 +7,13 @@ use profiler::{
     Profile, ProfileConfig, bar_chart_svg, chrome_trace, compare_strategies, step_report,
 };
 
-use crate::checklist::{RunError, StepContext};
+use crate::checklist::{RunError, StepContext, fault_parts, write_artifact};
 
 /// The `slow-layer` fault, from `--inject`.
 pub fn slow_layer(injected: &[String]) -> Result<Option<String>, RunError> {
     for spec in injected {
-        if let Some(rest) = spec.strip_prefix("slow-layer") {
-            return match rest.strip_prefix('=').filter(|v| !v.is_empty()) {
+        if let ("slow-layer", value) = fault_parts(spec) {
+            return match value.filter(|v| !v.is_empty()) {
                 Some(layer) => Ok(Some(layer.to_string())),
                 None => Err(RunError::Usage(
                     "--inject slow-layer needs a layer: slow-layer=NAME".into(),
@@ -80,23 +80,13 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
     if let Some(layer) = &slow {
         report.details["planted_slow_layer"] = serde_json::json!({ "layer": layer, "extra_forward_seconds": cx.settings.timings.slow_layer_seconds });
     }
-    let dir = out.join("timings");
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    let write = |rel: &str, bytes: &[u8]| -> Result<(), RunError> {
-        let path = out.join(rel);
-        model_core::write_atomic(&path, bytes).map_err(|source| RunError::Write { path, source })
-    };
-    write("timings/layers.svg", bar_chart_svg(&profiled).as_bytes())?;
-    write(
-        "timings/trace.json",
-        serde_json::to_string(&chrome_trace(records))
-            .expect("serialisable")
-            .as_bytes(),
+    write_artifact(
+        out,
+        &mut report,
+        "timings/layers.svg",
+        bar_chart_svg(&profiled).as_bytes(),
     )?;
-    report.artifacts.push("timings/layers.svg".into());
-    report.artifacts.push("timings/trace.json".into());
+    let trace = serde_json::to_string(&chrome_trace(records)).expect("serialisable");
+    write_artifact(out, &mut report, "timings/trace.json", trace.as_bytes())?;
     Ok(report)
 }

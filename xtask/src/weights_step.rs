@@ -20,7 +20,7 @@ use weight_check::{
     WeightFormat, Weights, prove, read_file, read_model, restore_layer, step_report,
 };
 
-use crate::checklist::{RunError, StepContext};
+use crate::checklist::{RunError, StepContext, fault_parts, write_artifact};
 use crate::model::{self, RunModel};
 use crate::with_model;
 
@@ -39,9 +39,7 @@ impl Faults {
     pub fn from_injected(injected: &[String]) -> Result<Faults, RunError> {
         let mut faults = Faults::default();
         for spec in injected {
-            let (name, value) = spec
-                .split_once('=')
-                .map_or((spec.as_str(), None), |(n, v)| (n, Some(v.to_string())));
+            let (name, value) = fault_parts(spec);
             let slot = match name {
                 "skip-load" => &mut faults.skip_load,
                 "drop-tensors" => &mut faults.drop_tensors,
@@ -49,7 +47,7 @@ impl Faults {
                 _ => continue,
             };
             match value.filter(|v| !v.is_empty()) {
-                Some(v) => *slot = Some(v),
+                Some(v) => *slot = Some(v.to_string()),
                 None => {
                     return Err(RunError::Usage(format!(
                         "--inject {name} needs a value: {name}=VALUE"
@@ -232,11 +230,6 @@ pub fn run(
     }
 
     // Pictures: the first convolution's filters, and the last inner product as a heat map.
-    let dir = out.join("weights");
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
-        path: dir.clone(),
-        source,
-    })?;
     // The first two convolutions: the first as RGB (or grey) tiles, the next as per-channel tiles.
     for (name, w) in model_view
         .iter()
@@ -250,8 +243,7 @@ pub fn run(
             "weights/{}_filters.png",
             name.trim_end_matches(".weight").replace('.', "_")
         );
-        save_png(&img, &out.join(&rel))?;
-        report.artifacts.push(rel);
+        write_artifact(out, &mut report, &rel, &png(&img, &out.join(&rel))?)?;
     }
     if let Some((name, w)) = model_view
         .iter()
@@ -269,13 +261,13 @@ pub fn run(
             "weights/{}_heatmap.png",
             name.trim_end_matches(".weight").replace('.', "_")
         );
-        save_png(&img, &out.join(&rel))?;
-        report.artifacts.push(rel);
+        write_artifact(out, &mut report, &rel, &png(&img, &out.join(&rel))?)?;
     }
     Ok(report)
 }
 
-fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), RunError> {
+/// `img` encoded as PNG, to be written at `path`.
+fn png(img: &image::RgbImage, path: &Path) -> Result<Vec<u8>, RunError> {
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
@@ -285,8 +277,5 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), RunError> {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;
-    model_core::write_atomic(path, &bytes).map_err(|source| RunError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(bytes)
 }
