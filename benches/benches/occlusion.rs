@@ -2,8 +2,9 @@
 //! `perturbations_per_eval=1`): one 28x28 MNIST image through LeNet (window 6, stride 2: 144
 //! windows) and one 32x32 CIFAR-10 image through the real pre-trained ResNet-20 (window 8,
 //! stride 2: 169 windows). Each iteration is one whole occlusion map, the forward of the
-//! unoccluded input included; criterion's throughput is windows per second. Target: batched at
-//! least 5x unbatched. `benches/captum/compare.sh` puts Captum's figures beside these.
+//! unoccluded input included; criterion's throughput is windows per second. `batched` and
+//! `unbatched` run the model lowered into an `InferenceNet` (the checklist's path on the CPU);
+//! `burn_batched` and `burn_unbatched` run Burn's own forward. `benches/captum/compare.sh` puts Captum's figures beside these.
 //!
 //! Run: `cargo bench -p benches --bench occlusion`.
 
@@ -34,13 +35,21 @@ fn bench_model<M: Classifier>(
     normalization: &Normalization,
 ) {
     let device = Device::flex();
-    let forward = |x: Tensor<4>| model.forward(x);
+    let net = model.inference_net().expect("the model lowers");
     let bytes = estimate_sample_bytes(model, &device);
     let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8));
-    for (name, cap) in [("batched", None), ("unbatched", Some(1))] {
+    let lowered = |x: Tensor<4>| net.forward(x);
+    let burn = |x: Tensor<4>| model.forward(x);
+    let engines: [(&str, &dyn Fn(Tensor<4>) -> Tensor<2>, Option<usize>); 4] = [
+        ("batched", &lowered, None),
+        ("unbatched", &lowered, Some(1)),
+        ("burn_batched", &burn, None),
+        ("burn_unbatched", &burn, Some(1)),
+    ];
+    for (name, forward, cap) in engines {
         let mut builder = Occlusion::builder()
             .window(window)
             .stride(2)

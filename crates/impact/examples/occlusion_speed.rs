@@ -3,7 +3,8 @@
 //! image through the real pre-trained ResNet-20 (window 8, stride 2: 169 windows), each call
 //! including the forward of the unoccluded input; batched by the memory budget, in batches of
 //! 64 (Captum's `perturbations_per_eval=64`) and one window at a time. Prints windows per second
-//! (the median of the repeats).
+//! (the median of the repeats). `ours` is the path the checklist takes on the CPU, the model
+//! lowered into an `InferenceNet`; `burn` is the same maps through Burn's own forward.
 //!
 //! Run: `cargo run -p impact --example occlusion_speed [-- --repeats 5]`
 
@@ -29,7 +30,9 @@ fn first_image(data: &Dataset, normalization: &Normalization) -> Input {
     Input::from_pixels(&pixels, data.shape(), normalization).expect("an image")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn time<M: Classifier>(
+    engine: &str,
     name: &str,
     model: &M,
     input: &Input,
@@ -38,7 +41,11 @@ fn time<M: Classifier>(
     device: &Device,
     repeats: usize,
 ) -> Vec<(String, f64)> {
-    let forward = |x: Tensor<4>| model.forward(x);
+    let net = (engine == "ours").then(|| model.inference_net().expect("the model lowers"));
+    let forward = |x: Tensor<4>| match &net {
+        Some(net) => net.forward(x),
+        None => model.forward(x),
+    };
     let bytes = estimate_sample_bytes(model, device);
     let modes: [(&str, Option<usize>); 3] = [
         ("batched", None),
@@ -72,7 +79,7 @@ fn time<M: Classifier>(
         }
         let rate = median(per_second.clone());
         println!(
-            "ours {name} {mode}: windows={windows} batch={batch} windows_per_second={rate:.0} (runs: {})",
+            "{engine} {name} {mode}: windows={windows} batch={batch} windows_per_second={rate:.0} (runs: {})",
             per_second
                 .iter()
                 .map(|r| format!("{r:.0}"))
@@ -96,12 +103,24 @@ fn main() {
     let mnist = bundled::mnist(MnistSplit::Test, &options).expect("bundled MNIST");
     let lenet = build_seeded(&device, 1, LeNet::mnist);
     let image = first_image(&mnist, &Normalization::mnist());
+    let mnist_norm = Normalization::mnist();
     let lenet_rates = time(
+        "ours",
         "lenet",
         &lenet,
         &image,
         6,
-        &Normalization::mnist(),
+        &mnist_norm,
+        &device,
+        repeats,
+    );
+    time(
+        "burn",
+        "lenet",
+        &lenet,
+        &image,
+        6,
+        &mnist_norm,
         &device,
         repeats,
     );
@@ -110,7 +129,12 @@ fn main() {
     let resnet = bundled::resnet20_pretrained(&device).expect("the bundled ResNet-20");
     let norm = bundled::resnet20_normalization();
     let image = first_image(&cifar, &norm);
-    let resnet_rates = time("resnet20", &resnet, &image, 8, &norm, &device, repeats);
+    let resnet_rates = time(
+        "ours", "resnet20", &resnet, &image, 8, &norm, &device, repeats,
+    );
+    time(
+        "burn", "resnet20", &resnet, &image, 8, &norm, &device, repeats,
+    );
 
     for (name, rates) in [("lenet", lenet_rates), ("resnet20", resnet_rates)] {
         let get = |m: &str| {

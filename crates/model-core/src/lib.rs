@@ -11,7 +11,8 @@
 //!   written atomically;
 //! - the engine of steps 2 to 5: the reference [`models`] (LeNet, ResNet-20, AlexNet) behind the
 //!   [`models::Classifier`] trait, the [`tap::Tap`] that times every layer and reads its `data`
-//!   and `diff`, and the [`train::Trainer`];
+//!   and `diff`, and the [`train::Trainer`]; the batched CPU [`inference`] path that occlusion and
+//!   evaluation take;
 //! - the bundled real data ([`bundled`]) and a checksum-verified [`Cache`] for the derived forms
 //!   of compressed files.
 //!
@@ -40,6 +41,7 @@ pub mod error;
 mod host_reduce;
 pub mod idx;
 pub mod image_folder;
+pub mod inference;
 pub mod loader;
 pub mod models;
 pub mod report;

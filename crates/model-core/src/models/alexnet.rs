@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 
 use super::{Classifier, zero_bias};
 use crate::dataset::SampleShape;
+use crate::inference::{InferenceNet, LowerError};
 use crate::tap::Tap;
 
 /// AlexNet for 3x224x224 images: conv1 96 11x11 stride 4 (padded by 2, as torchvision's, so that
@@ -118,6 +119,25 @@ impl Classifier for AlexNet {
             |x| self.drop7.forward(relu(self.fc7.forward(x))),
         );
         tap.layer("fc8", "InnerProduct", x, |x| self.fc8.forward(x))
+    }
+
+    /// Declines where a layer is grouped (conv2, conv4, conv5 as in the paper): the CPU
+    /// inference path has no grouped convolution, and AlexNet keeps Burn's forward.
+    fn inference_net(&self) -> Result<InferenceNet, LowerError> {
+        // Dropout is the identity at inference.
+        InferenceNet::builder(self.input_shape())
+            .conv("conv1", &self.conv1, None, true)?
+            .max_pool("pool1", &self.pool1)?
+            .conv("conv2", &self.conv2, None, true)?
+            .max_pool("pool2", &self.pool2)?
+            .conv("conv3", &self.conv3, None, true)?
+            .conv("conv4", &self.conv4, None, true)?
+            .conv("conv5", &self.conv5, None, true)?
+            .max_pool("pool5", &self.pool5)?
+            .linear("fc6", &self.fc6, true)?
+            .linear("fc7", &self.fc7, true)?
+            .linear("fc8", &self.fc8, false)?
+            .build()
     }
 
     fn input_shape(&self) -> SampleShape {

@@ -8,6 +8,7 @@ use burn::tensor::activation::relu;
 
 use super::{Classifier, zero_bias};
 use crate::dataset::SampleShape;
+use crate::inference::{InferenceNet, LowerError};
 use crate::tap::Tap;
 
 /// LeNet as in Caffe's MNIST example: conv1 (20 5x5), pool1 (max 2x2/2), conv2 (50 5x5), pool2,
@@ -87,6 +88,17 @@ impl Classifier for LeNet {
             relu(self.ip1.forward(x.flatten::<2>(1, 3)))
         });
         tap.layer("ip2", "InnerProduct", x, |x| self.ip2.forward(x))
+    }
+
+    fn inference_net(&self) -> Result<InferenceNet, LowerError> {
+        InferenceNet::builder(self.input_shape())
+            .conv("conv1", &self.conv1, None, false)?
+            .max_pool("pool1", &self.pool1)?
+            .conv("conv2", &self.conv2, None, false)?
+            .max_pool("pool2", &self.pool2)?
+            .linear("ip1", &self.ip1, true)?
+            .linear("ip2", &self.ip2, false)?
+            .build()
     }
 
     fn input_shape(&self) -> SampleShape {

@@ -27,6 +27,7 @@ pub use resnet::{BasicBlock, ResNet20};
 pub use weights::{ImportError, ImportOutcome, PytorchImport, import_pytorch};
 
 use crate::dataset::SampleShape;
+use crate::inference::{InferenceNet, LowerError};
 use crate::tap::Tap;
 
 /// An image classifier whose forward pass goes through a [`Tap`].
@@ -37,6 +38,15 @@ pub trait Classifier: Module + Clone + fmt::Debug + Send + 'static {
     /// The plain forward (the tap off).
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward_tapped(images, &mut Tap::off())
+    }
+
+    /// The model lowered for batched CPU inference ([`crate::inference`]), or why it cannot be.
+    /// The default declines: a user's model keeps Burn's forward everywhere.
+    fn inference_net(&self) -> Result<InferenceNet, LowerError> {
+        Err(LowerError::Unsupported {
+            layer: self.name().to_string(),
+            what: "a model that does not describe itself for inference".into(),
+        })
     }
 
     /// The shape of one input image.

@@ -9,6 +9,7 @@ use burn::tensor::s;
 
 use super::Classifier;
 use crate::dataset::SampleShape;
+use crate::inference::{InferenceNet, InferenceNetBuilder, LowerError, Shortcut};
 use crate::tap::Tap;
 
 fn conv3x3(cin: usize, cout: usize, stride: usize, device: &Device) -> Conv2d {
@@ -61,6 +62,32 @@ impl BasicBlock {
             x
         };
         relu(out + shortcut)
+    }
+
+    /// The block as inference operations: the input saved, conv1+bn1+ReLU, conv2+bn2 with the
+    /// shortcut added, ReLU.
+    pub fn lower(
+        &self,
+        net: InferenceNetBuilder,
+        name: &str,
+    ) -> Result<InferenceNetBuilder, LowerError> {
+        let shortcut = if self.stride != 1 || self.in_planes != self.planes {
+            Shortcut::SubsamplePad {
+                stride: 2,
+                pad: self.planes / 4,
+            }
+        } else {
+            Shortcut::Identity
+        };
+        net.save()
+            .conv(&format!("{name}.conv1"), &self.conv1, Some(&self.bn1), true)?
+            .conv_residual(
+                &format!("{name}.conv2"),
+                &self.conv2,
+                Some(&self.bn2),
+                shortcut,
+                true,
+            )
     }
 }
 
@@ -155,6 +182,27 @@ impl Classifier for ResNet20 {
             x.mean_dims(&[2, 3]).flatten::<2>(1, 3)
         });
         tap.layer("linear", "InnerProduct", x, |x| self.linear.forward(x))
+    }
+
+    fn inference_net(&self) -> Result<InferenceNet, LowerError> {
+        let mut net = InferenceNet::builder(self.input_shape()).conv(
+            "conv1",
+            &self.conv1,
+            Some(&self.bn1),
+            true,
+        )?;
+        for (stage, blocks) in [
+            ("layer1", &self.layer1),
+            ("layer2", &self.layer2),
+            ("layer3", &self.layer3),
+        ] {
+            for (i, block) in blocks.iter().enumerate() {
+                net = block.lower(net, &format!("{stage}.{i}"))?;
+            }
+        }
+        net.global_avg_pool("pool")?
+            .linear("linear", &self.linear, false)?
+            .build()
     }
 
     fn input_shape(&self) -> SampleShape {

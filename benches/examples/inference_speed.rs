@@ -1,0 +1,72 @@
+//! Images per second of Burn's CPU forward against the lowered [`InferenceNet`], for LeNet
+//! (28x28) and the real ResNet-20 (32x32), at the batch sizes occlusion uses (all windows of
+//! one map in one batch, and one window at a time). Interleaved runs, medians.
+//!
+//! Run: `cargo run --release -p benches --example inference_speed [-- REPEATS]`
+
+benches::use_mimalloc!();
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use model_core::bundled;
+use model_core::inference::InferenceNet;
+use model_core::models::{Classifier, LeNet, build_seeded};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn compare<M: Classifier>(name: &str, model: &M, batch: usize, repeats: usize) {
+    let device = Device::flex();
+    let net: InferenceNet = model.inference_net().expect("the model lowers");
+    let s = model.input_shape();
+    let values: Vec<f32> = (0..batch * s.len())
+        .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
+        .collect();
+    let tensor = || {
+        Tensor::<4>::from_data(
+            TensorData::new(values.clone(), [batch, s.channels, s.height, s.width]),
+            &device,
+        )
+    };
+    // Enough calls per timing that one timing takes about 50 ms.
+    let calls = (20_000 / (batch * s.len() / 100).max(1)).clamp(1, 200);
+    let mut burn = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..repeats + 1 {
+        let t = Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(model.forward(tensor()).try_into_vec_as::<f32>().unwrap());
+        }
+        burn.push((calls * batch) as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(net.forward(tensor()).try_into_vec_as::<f32>().unwrap());
+        }
+        ours.push((calls * batch) as f64 / t.elapsed().as_secs_f64());
+    }
+    // The first round warms both up.
+    let (burn, ours) = (median(burn[1..].to_vec()), median(ours[1..].to_vec()));
+    println!(
+        "{name} batch {batch}: burn {burn:.0} images/s, lowered {ours:.0} images/s, ratio {:.2}x",
+        ours / burn
+    );
+}
+
+fn main() {
+    let repeats: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
+    let device = Device::flex();
+    let lenet = build_seeded(&device, 1, LeNet::mnist);
+    let resnet = bundled::resnet20_pretrained(&device).expect("the bundled ResNet-20");
+    for batch in [145, 1] {
+        compare("lenet", &lenet, batch, repeats);
+    }
+    for batch in [170, 1] {
+        compare("resnet20", &resnet, batch, repeats);
+    }
+}

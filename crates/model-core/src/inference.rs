@@ -1,0 +1,826 @@
+//! Batched inference on the CPU, for the steps that run a trained model many times without a
+//! backward: occlusion maps (thousands of perturbed copies of one image), accuracy over a test
+//! set.
+//!
+//! Burn's CPU backend runs each convolution image by image, converts layouts on every call and
+//! gives batch norm, ReLU and the residual add a pass over memory each. An [`InferenceNet`] is a
+//! classifier lowered once into a flat list of host operations with everything an inference-only
+//! run can fold, folded:
+//!
+//! - activations stay channels-last (`[batch, height, width, channels]`) from the first layer to
+//!   the last, so a convolution is one im2col plus one matrix product over the whole batch;
+//! - batch norm (running statistics) is folded into the convolution's weights and bias;
+//! - bias, the residual shortcut and ReLU are applied to each output tile while it is in cache;
+//! - the output rows of every layer are split into tiles that the threads share (rayon), so one
+//!   image and a batch of 200 both keep both cores busy.
+//!
+//! A model describes itself with [`InferenceNetBuilder`] ([`Classifier::inference_net`]); the
+//! lowering refuses what it does not implement (grouped or dilated convolutions, `Same` padding,
+//! ceil-mode pooling) with [`LowerError`], and the caller keeps Burn's forward. The logits equal
+//! Burn's forward up to float rounding (the tests hold every bundled model to it).
+//!
+//! [`Classifier::inference_net`]: crate::models::Classifier::inference_net
+
+use std::sync::Mutex;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use crate::dataset::SampleShape;
+
+/// Why a model could not be lowered into an [`InferenceNet`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LowerError {
+    #[error("layer {layer}: {what} is not supported by the CPU inference path")]
+    Unsupported { layer: String, what: String },
+    #[error("layer {layer}: expected {expected}, found {found}")]
+    Shape {
+        layer: String,
+        expected: String,
+        found: String,
+    },
+    #[error("layer {layer}: reading its parameters: {what}")]
+    Read { layer: String, what: String },
+}
+
+/// The shape of an activation between operations: channels-last, per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dims {
+    h: usize,
+    w: usize,
+    c: usize,
+}
+
+impl Dims {
+    fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+}
+
+/// What a convolution adds to its output before the ReLU: the block's input, as is or (option A
+/// of He et al.) subsampled by `stride` and zero-padded with `pad` channels on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortcut {
+    Identity,
+    SubsamplePad { stride: usize, pad: usize },
+}
+
+#[derive(Debug, Clone)]
+struct ConvOp {
+    input: Dims,
+    output: Dims,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// Top and left padding (bottom and right follow from the output size).
+    pad: [usize; 2],
+    /// `[kh * kw * cin, cout]`, rows ordered (ky, kx, ci) to match a channels-last im2col row.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    relu: bool,
+    shortcut: Option<(Shortcut, Dims)>,
+}
+
+#[derive(Debug, Clone)]
+struct PoolOp {
+    input: Dims,
+    output: Dims,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+}
+
+#[derive(Debug, Clone)]
+struct LinearOp {
+    din: usize,
+    dout: usize,
+    /// `[din, dout]`, rows in the order of the channels-last flattening.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Keep the current activation as the shortcut of the next residual convolution.
+    Save,
+    Conv(ConvOp),
+    MaxPool(PoolOp),
+    /// Mean over height and width: `[b, h, w, c]` to `[b, c]`.
+    GlobalAvgPool {
+        input: Dims,
+    },
+    Linear(LinearOp),
+}
+
+/// A classifier lowered for batched CPU inference; see the module documentation.
+#[derive(Debug)]
+pub struct InferenceNet {
+    input: SampleShape,
+    classes: usize,
+    ops: Vec<Op>,
+    /// Freed activation buffers, reused by the next forward (no page faults per call).
+    pool: Mutex<Vec<Vec<f32>>>,
+}
+
+/// Describes a model, layer by layer, as an [`InferenceNet`]; each method reads the layer's
+/// parameters and checks that its input shape follows from the previous layer.
+#[derive(Debug)]
+pub struct InferenceNetBuilder {
+    input: SampleShape,
+    current: Dims,
+    flat: Option<usize>,
+    ops: Vec<Op>,
+    saved: Option<Dims>,
+}
+
+fn read(layer: &str, t: Tensor<1>) -> Result<Vec<f32>, LowerError> {
+    t.try_into_vec_as::<f32>().map_err(|e| LowerError::Read {
+        layer: layer.to_string(),
+        what: format!("{e:?}"),
+    })
+}
+
+fn unsupported(layer: &str, what: impl Into<String>) -> LowerError {
+    LowerError::Unsupported {
+        layer: layer.to_string(),
+        what: what.into(),
+    }
+}
+
+fn out_size(input: usize, kernel: usize, stride: usize, pad_total: usize) -> Option<usize> {
+    (input + pad_total)
+        .checked_sub(kernel)
+        .map(|span| span / stride + 1)
+}
+
+impl InferenceNetBuilder {
+    /// Starts from images of `input` shape.
+    pub fn new(input: SampleShape) -> Self {
+        InferenceNetBuilder {
+            input,
+            current: Dims {
+                h: input.height,
+                w: input.width,
+                c: input.channels,
+            },
+            flat: None,
+            ops: Vec::new(),
+            saved: None,
+        }
+    }
+
+    fn spatial(&self, layer: &str) -> Result<Dims, LowerError> {
+        self.not_after_save(layer)?;
+        match self.flat {
+            None => Ok(self.current),
+            Some(n) => Err(LowerError::Shape {
+                layer: layer.to_string(),
+                expected: "an image-shaped input".into(),
+                found: format!("a flat vector of {n}"),
+            }),
+        }
+    }
+
+    /// `save` hands the activation to the next convolution; nothing else may come between.
+    fn not_after_save(&self, layer: &str) -> Result<(), LowerError> {
+        match self.ops.last() {
+            Some(Op::Save) => Err(unsupported(
+                layer,
+                "anything but a convolution after `save`",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the current activation as the shortcut of the next [`Self::conv_residual`].
+    pub fn save(mut self) -> Self {
+        self.ops.push(Op::Save);
+        self.saved = Some(self.current);
+        self
+    }
+
+    /// A convolution, then (when given) batch norm with its running statistics, then (when
+    /// `relu`) a ReLU.
+    pub fn conv(
+        self,
+        layer: &str,
+        conv: &Conv2d,
+        bn: Option<&BatchNorm>,
+        relu: bool,
+    ) -> Result<Self, LowerError> {
+        self.conv_with(layer, conv, bn, None, relu)
+    }
+
+    /// A convolution and batch norm whose output gets the saved activation added (through
+    /// `shortcut`) before the ReLU: the second half of a residual block.
+    pub fn conv_residual(
+        self,
+        layer: &str,
+        conv: &Conv2d,
+        bn: Option<&BatchNorm>,
+        shortcut: Shortcut,
+        relu: bool,
+    ) -> Result<Self, LowerError> {
+        self.conv_with(layer, conv, bn, Some(shortcut), relu)
+    }
+
+    fn conv_with(
+        mut self,
+        layer: &str,
+        conv: &Conv2d,
+        bn: Option<&BatchNorm>,
+        shortcut: Option<Shortcut>,
+        relu: bool,
+    ) -> Result<Self, LowerError> {
+        let input = match self.flat {
+            None => self.current,
+            Some(_) => self.spatial(layer)?,
+        };
+        if conv.groups != 1 {
+            return Err(unsupported(layer, format!("groups = {}", conv.groups)));
+        }
+        if conv.dilation != [1, 1] {
+            return Err(unsupported(layer, format!("dilation {:?}", conv.dilation)));
+        }
+        let (top, left, bottom, right) = match conv.padding {
+            PaddingConfig2d::Valid => (0, 0, 0, 0),
+            PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
+            PaddingConfig2d::Same => return Err(unsupported(layer, "`Same` padding")),
+        };
+        let [cout, cin, kh, kw] = conv.weight.val().dims();
+        if cin != input.c {
+            return Err(LowerError::Shape {
+                layer: layer.to_string(),
+                expected: format!("{cin} input channels"),
+                found: format!("{}", input.c),
+            });
+        }
+        let [sh, sw] = conv.stride;
+        let (Some(oh), Some(ow)) = (
+            out_size(input.h, kh, sh, top + bottom),
+            out_size(input.w, kw, sw, left + right),
+        ) else {
+            return Err(LowerError::Shape {
+                layer: layer.to_string(),
+                expected: format!("an input of at least {kh}x{kw} with padding"),
+                found: format!("{}x{}", input.h, input.w),
+            });
+        };
+        let raw = read(layer, conv.weight.val().flatten::<1>(0, 3))?;
+        let mut bias = match &conv.bias {
+            Some(b) => read(layer, b.val())?,
+            None => vec![0.0; cout],
+        };
+        // Batch norm folded: y = scale * (conv + bias - mean) + beta.
+        let mut scale = vec![1.0f32; cout];
+        if let Some(bn) = bn {
+            let gamma = read(layer, bn.gamma.val())?;
+            let beta = read(layer, bn.beta.val())?;
+            let mean = read(layer, bn.running_mean.value())?;
+            let var = read(layer, bn.running_var.value())?;
+            if gamma.len() != cout {
+                return Err(LowerError::Shape {
+                    layer: layer.to_string(),
+                    expected: format!("batch norm over {cout} channels"),
+                    found: format!("{}", gamma.len()),
+                });
+            }
+            for c in 0..cout {
+                let s = gamma[c] as f64 / (var[c] as f64 + bn.epsilon).sqrt();
+                scale[c] = s as f32;
+                bias[c] = ((bias[c] as f64 - mean[c] as f64) * s + beta[c] as f64) as f32;
+            }
+        }
+        let k = kh * kw * cin;
+        let mut weight = vec![0.0f32; k * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let src = ((co * cin + ci) * kh + ky) * kw + kx;
+                        let row = (ky * kw + kx) * cin + ci;
+                        weight[row * cout + co] = raw[src] * scale[co];
+                    }
+                }
+            }
+        }
+        let output = Dims {
+            h: oh,
+            w: ow,
+            c: cout,
+        };
+        let shortcut = match shortcut {
+            None => None,
+            Some(s) => {
+                let saved = self.saved.take().ok_or_else(|| LowerError::Shape {
+                    layer: layer.to_string(),
+                    expected: "a saved activation for the shortcut".into(),
+                    found: "none".into(),
+                })?;
+                let fits = match s {
+                    Shortcut::Identity => saved == output,
+                    Shortcut::SubsamplePad { stride, pad } => {
+                        stride > 0
+                            && saved.h.div_ceil(stride) == oh
+                            && saved.w.div_ceil(stride) == ow
+                            && saved.c + 2 * pad == cout
+                    }
+                };
+                if !fits {
+                    return Err(LowerError::Shape {
+                        layer: layer.to_string(),
+                        expected: format!("a shortcut giving {oh}x{ow}x{cout}"),
+                        found: format!("{s:?} of {}x{}x{}", saved.h, saved.w, saved.c),
+                    });
+                }
+                Some((s, saved))
+            }
+        };
+        self.ops.push(Op::Conv(ConvOp {
+            input,
+            output,
+            kernel: [kh, kw],
+            stride: [sh, sw],
+            pad: [top, left],
+            weight,
+            bias,
+            relu,
+            shortcut,
+        }));
+        self.current = output;
+        Ok(self)
+    }
+
+    /// Max pooling (no padding, no dilation, floor mode).
+    pub fn max_pool(mut self, layer: &str, pool: &MaxPool2d) -> Result<Self, LowerError> {
+        let input = self.spatial(layer)?;
+        if pool.dilation != [1, 1] || pool.ceil_mode {
+            return Err(unsupported(layer, "dilated or ceil-mode pooling"));
+        }
+        if !matches!(pool.padding, PaddingConfig2d::Valid)
+            && !matches!(pool.padding, PaddingConfig2d::Explicit(0, 0, 0, 0))
+        {
+            return Err(unsupported(layer, "padded pooling"));
+        }
+        let [kh, kw] = pool.kernel_size;
+        let [sh, sw] = pool.stride;
+        let (Some(oh), Some(ow)) = (out_size(input.h, kh, sh, 0), out_size(input.w, kw, sw, 0))
+        else {
+            return Err(LowerError::Shape {
+                layer: layer.to_string(),
+                expected: format!("an input of at least {kh}x{kw}"),
+                found: format!("{}x{}", input.h, input.w),
+            });
+        };
+        let output = Dims {
+            h: oh,
+            w: ow,
+            c: input.c,
+        };
+        self.ops.push(Op::MaxPool(PoolOp {
+            input,
+            output,
+            kernel: [kh, kw],
+            stride: [sh, sw],
+        }));
+        self.current = output;
+        Ok(self)
+    }
+
+    /// The mean over height and width, flattened to `[batch, channels]`.
+    pub fn global_avg_pool(mut self, layer: &str) -> Result<Self, LowerError> {
+        let input = self.spatial(layer)?;
+        self.ops.push(Op::GlobalAvgPool { input });
+        self.flat = Some(input.c);
+        Ok(self)
+    }
+
+    /// A fully connected layer (then a ReLU when `relu`). An image-shaped input is flattened in
+    /// Burn's order (channels, height, width), as `flatten(1, 3)` does.
+    pub fn linear(mut self, layer: &str, linear: &Linear, relu: bool) -> Result<Self, LowerError> {
+        self.not_after_save(layer)?;
+        let [din, dout] = linear.weight.val().dims();
+        let have = self.flat.unwrap_or(self.current.len());
+        if have != din {
+            return Err(LowerError::Shape {
+                layer: layer.to_string(),
+                expected: format!("{din} inputs"),
+                found: format!("{have}"),
+            });
+        }
+        let raw = read(layer, linear.weight.val().flatten::<1>(0, 1))?;
+        let weight = match self.flat {
+            Some(_) => raw,
+            None => {
+                // Burn flattens (c, h, w); the activation here is (h, w, c).
+                let Dims { h, w, c } = self.current;
+                let mut permuted = vec![0.0f32; raw.len()];
+                for ci in 0..c {
+                    for y in 0..h {
+                        for x in 0..w {
+                            let src = (ci * h + y) * w + x;
+                            let dst = (y * w + x) * c + ci;
+                            permuted[dst * dout..(dst + 1) * dout]
+                                .copy_from_slice(&raw[src * dout..(src + 1) * dout]);
+                        }
+                    }
+                }
+                permuted
+            }
+        };
+        let bias = match &linear.bias {
+            Some(b) => read(layer, b.val())?,
+            None => vec![0.0; dout],
+        };
+        self.ops.push(Op::Linear(LinearOp {
+            din,
+            dout,
+            weight,
+            bias,
+            relu,
+        }));
+        self.flat = Some(dout);
+        Ok(self)
+    }
+
+    /// The lowered net; its output must be flat (a linear layer or a global pool last).
+    pub fn build(self) -> Result<InferenceNet, LowerError> {
+        let Some(classes) = self.flat else {
+            return Err(LowerError::Shape {
+                layer: "output".into(),
+                expected: "logits (a flat output)".into(),
+                found: format!(
+                    "an image-shaped {}x{}x{}",
+                    self.current.h, self.current.w, self.current.c
+                ),
+            });
+        };
+        Ok(InferenceNet {
+            input: self.input,
+            classes,
+            ops: self.ops,
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// Values in one im2col tile (256 KiB): the tile and its output stay in L2, and each matrix
+/// product is large enough to pay for packing the weights.
+const TILE_VALUES: usize = 65_536;
+
+/// Whether tensors on `device` live in host memory (Burn's CPU backend without autodiff): there
+/// an [`InferenceNet`] reads and writes them without a transfer.
+pub fn runs_on_host(device: &Device) -> bool {
+    Tensor::<1>::zeros([1], device)
+        .try_into_primitive::<burn::backend::Flex>()
+        .is_ok()
+}
+
+/// Rows of one im2col tile.
+fn tile_rows(k: usize) -> usize {
+    (TILE_VALUES / k.max(1)).clamp(32, 1024)
+}
+
+/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major and contiguous, on this thread.
+fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst[..m * n].fill(0.0);
+        return;
+    }
+    // SAFETY: the three slices hold at least m*n, m*k and k*n values (asserted above), and the
+    // strides below address them row-major within those bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl InferenceNet {
+    /// Starts describing a model that takes `input` images.
+    pub fn builder(input: SampleShape) -> InferenceNetBuilder {
+        InferenceNetBuilder::new(input)
+    }
+
+    pub fn input_shape(&self) -> SampleShape {
+        self.input
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    fn buffer(&self, len: usize) -> Vec<f32> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut b = match best {
+            Some(i) => pool.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        drop(pool);
+        // Every op writes each output value, so stale contents never leak; resize only zeroes
+        // what the buffer did not hold before.
+        b.resize(len, 0.0);
+        b
+    }
+
+    fn recycle(&self, b: Vec<f32>) {
+        if b.capacity() > 0 {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 8 {
+                pool.push(b);
+            }
+        }
+    }
+
+    /// Logits `[batch * classes]` for `images` `[batch, channels, height, width]` (row-major,
+    /// channels first, as a Burn tensor's data).
+    ///
+    /// # Panics
+    /// When `images` does not hold `batch` images of the input shape.
+    pub fn forward_host(&self, images: &[f32], batch: usize) -> Vec<f32> {
+        let SampleShape {
+            channels: c,
+            height: h,
+            width: w,
+        } = self.input;
+        assert_eq!(
+            images.len(),
+            batch * c * h * w,
+            "forward_host: {batch} images of {c}x{h}x{w}"
+        );
+        // Channels first to channels last.
+        let mut cur = self.buffer(images.len());
+        if c == 1 {
+            cur.copy_from_slice(images);
+        } else {
+            cur.par_chunks_mut(h * w * c)
+                .zip(images.par_chunks(c * h * w))
+                .for_each(|(dst, src)| {
+                    for ci in 0..c {
+                        for p in 0..h * w {
+                            dst[p * c + ci] = src[ci * h * w + p];
+                        }
+                    }
+                });
+        }
+        let mut saved: Option<Vec<f32>> = None;
+        for op in &self.ops {
+            match op {
+                Op::Save => {
+                    // The next convolution reads `cur` and writes a new buffer; the shortcut
+                    // keeps `cur` itself (a copy would cost a pass over memory per block).
+                    saved = Some(std::mem::take(&mut cur));
+                }
+                Op::Conv(conv) => {
+                    let mut out = self.buffer(batch * conv.output.len());
+                    let input: &[f32] = if cur.is_empty() {
+                        saved.as_deref().unwrap_or(&[])
+                    } else {
+                        &cur
+                    };
+                    let shortcut = conv
+                        .shortcut
+                        .map(|(s, dims)| (s, dims, saved.as_deref().expect("a saved shortcut")));
+                    conv_forward(conv, input, shortcut, &mut out, batch);
+                    if conv.shortcut.is_some() {
+                        if let Some(s) = saved.take() {
+                            self.recycle(s);
+                        }
+                    }
+                    let old = std::mem::replace(&mut cur, out);
+                    self.recycle(old);
+                }
+                Op::MaxPool(pool) => {
+                    let mut out = self.buffer(batch * pool.output.len());
+                    max_pool_forward(pool, &cur, &mut out);
+                    let old = std::mem::replace(&mut cur, out);
+                    self.recycle(old);
+                }
+                Op::GlobalAvgPool { input } => {
+                    let mut out = self.buffer(batch * input.c);
+                    let plane = input.h * input.w;
+                    out.par_chunks_mut(input.c)
+                        .zip(cur.par_chunks(input.len()))
+                        .for_each(|(dst, src)| {
+                            dst.fill(0.0);
+                            for px in src.chunks_exact(input.c) {
+                                for (d, v) in dst.iter_mut().zip(px) {
+                                    *d += v;
+                                }
+                            }
+                            let inv = 1.0 / plane as f32;
+                            dst.iter_mut().for_each(|d| *d *= inv);
+                        });
+                    let old = std::mem::replace(&mut cur, out);
+                    self.recycle(old);
+                }
+                Op::Linear(linear) => {
+                    let mut out = self.buffer(batch * linear.dout);
+                    linear_forward(linear, &cur, &mut out, batch);
+                    let old = std::mem::replace(&mut cur, out);
+                    self.recycle(old);
+                }
+            }
+        }
+        if let Some(s) = saved {
+            self.recycle(s);
+        }
+        cur.truncate(batch * self.classes);
+        cur
+    }
+
+    /// Logits `[batch, classes]` for a batch of images, on the images' device.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let device = images.device();
+        let [batch, ..] = images.dims();
+        let values = images
+            .try_into_vec_as::<f32>()
+            .expect("a float tensor readable on the host");
+        let logits = self.forward_host(&values, batch);
+        Tensor::from_data(TensorData::new(logits, [batch, self.classes]), &device)
+    }
+}
+
+type ShortcutView<'a> = (Shortcut, Dims, &'a [f32]);
+
+fn conv_forward(
+    op: &ConvOp,
+    input: &[f32],
+    shortcut: Option<ShortcutView<'_>>,
+    out: &mut [f32],
+    batch: usize,
+) {
+    let Dims {
+        h: ih,
+        w: iw,
+        c: cin,
+    } = op.input;
+    let Dims {
+        h: oh,
+        w: ow,
+        c: cout,
+    } = op.output;
+    let [kh, kw] = op.kernel;
+    let [sh, sw] = op.stride;
+    let [pt, pl] = op.pad;
+    let k = kh * kw * cin;
+    let rows_total = batch * oh * ow;
+    // Small batches (one image) still split across the threads.
+    let threads = rayon::current_num_threads().max(1);
+    let tile = tile_rows(k)
+        .min(rows_total.div_ceil(threads).next_multiple_of(8))
+        .max(1);
+    debug_assert_eq!(out.len(), rows_total * cout);
+    out.par_chunks_mut(tile * cout).enumerate().for_each_init(
+        Vec::new,
+        |col: &mut Vec<f32>, (t, out_tile)| {
+            let first = t * tile;
+            let rows = out_tile.len() / cout;
+            col.resize(rows * k, 0.0);
+            // im2col: each row the (ky, kx, ci) patch of one output pixel.
+            for r in 0..rows {
+                let p = first + r;
+                let b = p / (oh * ow);
+                let rem = p % (oh * ow);
+                let (oy, ox) = (rem / ow, rem % ow);
+                let row = &mut col[r * k..(r + 1) * k];
+                for ky in 0..kh {
+                    let iy = (oy * sh + ky).wrapping_sub(pt);
+                    let dst = &mut row[ky * kw * cin..(ky + 1) * kw * cin];
+                    if iy >= ih {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let x0 = (ox * sw).wrapping_sub(pl);
+                    let base = (b * ih + iy) * iw;
+                    if x0 < iw && x0 + kw <= iw {
+                        // The whole kernel row is inside: one contiguous copy.
+                        let s = (base + x0) * cin;
+                        dst.copy_from_slice(&input[s..s + kw * cin]);
+                    } else {
+                        for kx in 0..kw {
+                            let ix = (ox * sw + kx).wrapping_sub(pl);
+                            let d = &mut dst[kx * cin..(kx + 1) * cin];
+                            if ix < iw {
+                                let s = (base + ix) * cin;
+                                d.copy_from_slice(&input[s..s + cin]);
+                            } else {
+                                d.fill(0.0);
+                            }
+                        }
+                    }
+                }
+            }
+            matmul(out_tile, col, &op.weight, rows, k, cout);
+            // Epilogue while the tile is in cache: bias, shortcut, ReLU.
+            for r in 0..rows {
+                let o = &mut out_tile[r * cout..(r + 1) * cout];
+                for (v, b) in o.iter_mut().zip(&op.bias) {
+                    *v += b;
+                }
+                if let Some((kind, dims, saved)) = shortcut {
+                    let p = first + r;
+                    let b = p / (oh * ow);
+                    let rem = p % (oh * ow);
+                    let (oy, ox) = (rem / ow, rem % ow);
+                    match kind {
+                        Shortcut::Identity => {
+                            let s = &saved[p * cout..(p + 1) * cout];
+                            o.iter_mut().zip(s).for_each(|(v, s)| *v += s);
+                        }
+                        Shortcut::SubsamplePad { stride, pad } => {
+                            let (y, x) = (oy * stride, ox * stride);
+                            let at = ((b * dims.h + y) * dims.w + x) * dims.c;
+                            let s = &saved[at..at + dims.c];
+                            o[pad..pad + dims.c]
+                                .iter_mut()
+                                .zip(s)
+                                .for_each(|(v, s)| *v += s);
+                        }
+                    }
+                }
+                if op.relu {
+                    o.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+        },
+    );
+}
+
+fn max_pool_forward(op: &PoolOp, input: &[f32], out: &mut [f32]) {
+    let Dims { h: ih, w: iw, c } = op.input;
+    let Dims { h: oh, w: ow, .. } = op.output;
+    let [kh, kw] = op.kernel;
+    let [sh, sw] = op.stride;
+    out.par_chunks_mut(oh * ow * c)
+        .zip(input.par_chunks(ih * iw * c))
+        .for_each(|(dst, src)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = &mut dst[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
+                    o.fill(f32::NEG_INFINITY);
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let s = ((oy * sh + ky) * iw + ox * sw + kx) * c;
+                            // NaN propagates, as in Burn's max pool.
+                            for (v, x) in o.iter_mut().zip(&src[s..s + c]) {
+                                if *x > *v || x.is_nan() {
+                                    *v = *x;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+fn linear_forward(op: &LinearOp, input: &[f32], out: &mut [f32], batch: usize) {
+    let (din, dout) = (op.din, op.dout);
+    // Rows split between the threads; a single row still uses one gemm call.
+    let rows_per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    out.par_chunks_mut(rows_per * dout)
+        .zip(input.par_chunks(rows_per * din))
+        .for_each(|(dst, src)| {
+            let rows = dst.len() / dout;
+            matmul(dst, src, &op.weight, rows, din, dout);
+            for o in dst.chunks_exact_mut(dout) {
+                for (v, b) in o.iter_mut().zip(&op.bias) {
+                    *v += b;
+                }
+                if op.relu {
+                    o.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+        });
+}

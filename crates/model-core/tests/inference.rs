@@ -1,0 +1,183 @@
+//! The batched CPU inference path gives Burn's logits: on the real pre-trained ResNet-20 against
+//! PyTorch's own figures, and on seeded LeNets and ResNet-20s of random batch sizes (property
+//! tests), with batch norm statistics that are not the identity.
+
+use burn::prelude::*;
+use model_core::SampleShape;
+use model_core::bundled;
+use model_core::inference::{InferenceNet, LowerError, Shortcut};
+use model_core::models::{Classifier, LeNet, ResNet20, build_seeded};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_images(seed: u64, batch: usize, shape: SampleShape) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..batch * shape.len())
+        .map(|_| rng.random_range(-2.0f32..2.0))
+        .collect()
+}
+
+fn burn_logits<M: Classifier>(model: &M, values: &[f32], batch: usize) -> Vec<f32> {
+    let s = model.input_shape();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(values.to_vec(), [batch, s.channels, s.height, s.width]),
+        &Device::flex(),
+    );
+    model.forward(x).try_into_vec_as::<f32>().unwrap()
+}
+
+/// The largest difference, relative to the largest logit magnitude (at least 1).
+fn worst_relative(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// A ResNet-20 whose batch norms hold non-trivial running statistics and affine parameters, so
+/// the folding into the convolutions is exercised.
+fn resnet_with_statistics(seed: u64) -> ResNet20 {
+    let device = Device::flex();
+    let mut model = build_seeded(&device, seed, ResNet20::cifar10);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut perturb = |bn: &mut burn::nn::BatchNorm| {
+        let n = bn.gamma.val().dims()[0];
+        let mut vec = |lo: f32, hi: f32| {
+            Tensor::<1>::from_data(
+                TensorData::new(
+                    (0..n).map(|_| rng.random_range(lo..hi)).collect::<Vec<_>>(),
+                    [n],
+                ),
+                &device,
+            )
+        };
+        bn.gamma = burn::module::Param::from_tensor(vec(0.5, 1.5));
+        bn.beta = burn::module::Param::from_tensor(vec(-0.5, 0.5));
+        bn.running_mean = burn::module::RunningState::new(vec(-0.3, 0.3));
+        bn.running_var = burn::module::RunningState::new(vec(0.5, 2.0));
+    };
+    perturb(&mut model.bn1);
+    for block in model
+        .layer1
+        .iter_mut()
+        .chain(model.layer2.iter_mut())
+        .chain(model.layer3.iter_mut())
+    {
+        perturb(&mut block.bn1);
+        perturb(&mut block.bn2);
+    }
+    model
+}
+
+#[test]
+fn the_real_resnet20_gives_pytorchs_logits() {
+    let device = Device::flex();
+    let model = bundled::resnet20_pretrained(&device).expect("the bundled ResNet-20");
+    let net = model.inference_net().expect("ResNet-20 lowers");
+    let bytes = std::fs::read(bundled::resnet20_reference_input()).unwrap();
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let logits = net.forward_host(&values, 20);
+
+    let text = std::fs::read_to_string(bundled::resnet20_reference()).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expected: Vec<f32> = reference["cifar10"]["resnet20"]["foolbox20_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let worst = logits
+        .iter()
+        .zip(&expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("largest difference from PyTorch's logits: {worst:e}");
+    assert!(worst < 1e-4, "largest difference from PyTorch: {worst}");
+
+    // The tensor-level entry point gives the same figures.
+    let x = Tensor::<4>::from_data(TensorData::new(values, [20, 3, 32, 32]), &device);
+    let through_tensor = net.forward(x).try_into_vec_as::<f32>().unwrap();
+    assert_eq!(through_tensor, logits);
+}
+
+#[test]
+fn a_residual_convolution_needs_a_saved_input() {
+    let device = Device::flex();
+    let model = ResNet20::cifar10(&device);
+    let err = InferenceNet::builder(model.input_shape())
+        .conv("conv1", &model.conv1, Some(&model.bn1), true)
+        .unwrap()
+        .conv_residual(
+            "layer1.0.conv2",
+            &model.layer1[0].conv2,
+            None,
+            Shortcut::Identity,
+            true,
+        )
+        .unwrap_err();
+    assert!(matches!(err, LowerError::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("layer1.0.conv2"), "{err}");
+}
+
+#[test]
+fn a_layer_of_the_wrong_width_is_refused_by_name() {
+    let device = Device::flex();
+    let lenet = LeNet::mnist(&device);
+    // ip2 takes 500 inputs; after conv1 there are 20x24x24.
+    let err = InferenceNet::builder(lenet.input_shape())
+        .conv("conv1", &lenet.conv1, None, false)
+        .unwrap()
+        .linear("ip2", &lenet.ip2, false)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        LowerError::Shape {
+            layer: "ip2".into(),
+            expected: "500 inputs".into(),
+            found: "11520".into(),
+        }
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Seeded LeNets on random batches: the lowered net's logits equal Burn's forward.
+    #[test]
+    fn lenet_lowered_equals_burns_forward(seed in 0u64..1_000, batch in 1usize..40) {
+        let model = build_seeded(&Device::flex(), seed, LeNet::mnist);
+        let net = model.inference_net().unwrap();
+        let values = random_images(seed, batch, model.input_shape());
+        let ours = net.forward_host(&values, batch);
+        let burn = burn_logits(&model, &values, batch);
+        let worst = worst_relative(&ours, &burn);
+        prop_assert!(worst < 1e-5, "relative difference {}", worst);
+        // A second call reuses the buffers of the first and must not see their contents.
+        prop_assert_eq!(net.forward_host(&values, batch), ours);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    /// Seeded ResNet-20s with non-trivial batch norm statistics, random batches (both
+    /// shortcuts, the folding and the tile boundaries exercised).
+    #[test]
+    fn resnet20_lowered_equals_burns_forward(seed in 0u64..1_000, batch in 1usize..24) {
+        let model = resnet_with_statistics(seed);
+        let net = model.inference_net().unwrap();
+        let values = random_images(seed, batch, model.input_shape());
+        let ours = net.forward_host(&values, batch);
+        let burn = burn_logits(&model, &values, batch);
+        let worst = worst_relative(&ours, &burn);
+        prop_assert!(worst < 1e-4, "relative difference {}", worst);
+    }
+}
