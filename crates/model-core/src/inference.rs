@@ -466,6 +466,10 @@ impl InferenceNetBuilder {
     }
 }
 
+/// Values in the largest activation of one chunk of images (256 KiB), when the threads take
+/// chunks of a batch through the whole network: input and output of a layer stay in L2.
+const CHUNK_VALUES: usize = 65_536;
+
 /// Values in one im2col tile (256 KiB): the tile and its output stay in L2, and each matrix
 /// product is large enough to pay for packing the weights.
 const TILE_VALUES: usize = 65_536;
@@ -568,23 +572,66 @@ impl InferenceNet {
     /// # Panics
     /// When `images` does not hold `batch` images of the input shape.
     pub fn forward_host(&self, images: &[f32], batch: usize) -> Vec<f32> {
+        let per_image = self.input.len();
+        assert_eq!(
+            images.len(),
+            batch * per_image,
+            "forward_host: {batch} images of {}",
+            self.input
+        );
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = self.chunk_images();
+        if batch < 2 * threads || batch <= chunk {
+            // Too few images to share out: each layer's output tiles are shared instead.
+            let x = self.channels_last(images);
+            let mut logits = self.run(&self.ops, x, batch, true);
+            logits.truncate(batch * self.classes);
+            return logits;
+        }
+        // Many images: the threads take chunks of a few images through the convolutional part,
+        // so every activation stays in the core's cache from one layer to the next; the fully
+        // connected tail then runs once over the whole batch (its weights are the large part,
+        // packed once per call).
+        let split = self
+            .ops
+            .iter()
+            .position(|op| matches!(op, Op::Linear(_)))
+            .unwrap_or(self.ops.len());
+        let (head, tail) = self.ops.split_at(split);
+        let parts: Vec<Vec<f32>> = images
+            .par_chunks(chunk * per_image)
+            .map(|src| {
+                let n = src.len() / per_image;
+                let x = self.channels_last(src);
+                self.run(head, x, n, false)
+            })
+            .collect();
+        let features = parts.iter().map(Vec::len).sum();
+        let mut x = self.buffer(features);
+        let mut at = 0;
+        for part in parts {
+            x[at..at + part.len()].copy_from_slice(&part);
+            at += part.len();
+            self.recycle(part);
+        }
+        let mut logits = self.run(tail, x, batch, true);
+        logits.truncate(batch * self.classes);
+        logits
+    }
+
+    /// `images` (channels first) in a channels-last buffer.
+    fn channels_last(&self, images: &[f32]) -> Vec<f32> {
         let SampleShape {
             channels: c,
             height: h,
             width: w,
         } = self.input;
-        assert_eq!(
-            images.len(),
-            batch * c * h * w,
-            "forward_host: {batch} images of {c}x{h}x{w}"
-        );
-        // Channels first to channels last.
-        let mut cur = self.buffer(images.len());
+        let mut x = self.buffer(images.len());
         if c == 1 {
-            cur.copy_from_slice(images);
+            x.copy_from_slice(images);
         } else {
-            cur.par_chunks_mut(h * w * c)
-                .zip(images.par_chunks(c * h * w))
+            x.chunks_mut(h * w * c)
+                .zip(images.chunks(c * h * w))
                 .for_each(|(dst, src)| {
                     for ci in 0..c {
                         for p in 0..h * w {
@@ -593,8 +640,32 @@ impl InferenceNet {
                     }
                 });
         }
+        x
+    }
+
+    /// Images per chunk: the largest activation of a chunk fits in [`CHUNK_VALUES`].
+    fn chunk_images(&self) -> usize {
+        let largest = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Save => 0,
+                Op::Conv(c) => c.input.len().max(c.output.len()),
+                Op::MaxPool(p) => p.input.len(),
+                Op::GlobalAvgPool { input } => input.len(),
+                Op::Linear(l) => l.din.max(l.dout),
+            })
+            .max()
+            .unwrap_or(0)
+            .max(self.input.len());
+        (CHUNK_VALUES / largest.max(1)).max(1)
+    }
+
+    /// `ops` over `batch` channels-last samples; `par`: split each layer between the threads.
+    fn run(&self, ops: &[Op], input: Vec<f32>, batch: usize, par: bool) -> Vec<f32> {
+        let mut cur = input;
         let mut saved: Option<Vec<f32>> = None;
-        for op in &self.ops {
+        for op in ops {
             match op {
                 Op::Save => {
                     // The next convolution reads `cur` and writes a new buffer; the shortcut
@@ -611,7 +682,7 @@ impl InferenceNet {
                     let shortcut = conv
                         .shortcut
                         .map(|(s, dims)| (s, dims, saved.as_deref().expect("a saved shortcut")));
-                    conv_forward(conv, input, shortcut, &mut out, batch);
+                    conv_forward(conv, input, shortcut, &mut out, batch, par);
                     if conv.shortcut.is_some() {
                         if let Some(s) = saved.take() {
                             self.recycle(s);
@@ -629,8 +700,8 @@ impl InferenceNet {
                 Op::GlobalAvgPool { input } => {
                     let mut out = self.buffer(batch * input.c);
                     let plane = input.h * input.w;
-                    out.par_chunks_mut(input.c)
-                        .zip(cur.par_chunks(input.len()))
+                    out.chunks_mut(input.c)
+                        .zip(cur.chunks(input.len()))
                         .for_each(|(dst, src)| {
                             dst.fill(0.0);
                             for px in src.chunks_exact(input.c) {
@@ -646,7 +717,7 @@ impl InferenceNet {
                 }
                 Op::Linear(linear) => {
                     let mut out = self.buffer(batch * linear.dout);
-                    linear_forward(linear, &cur, &mut out, batch);
+                    linear_forward(linear, &cur, &mut out, batch, par);
                     let old = std::mem::replace(&mut cur, out);
                     self.recycle(old);
                 }
@@ -655,7 +726,6 @@ impl InferenceNet {
         if let Some(s) = saved {
             self.recycle(s);
         }
-        cur.truncate(batch * self.classes);
         cur
     }
 
@@ -679,6 +749,7 @@ fn conv_forward(
     shortcut: Option<ShortcutView<'_>>,
     out: &mut [f32],
     batch: usize,
+    par: bool,
 ) {
     let Dims {
         h: ih,
@@ -696,7 +767,11 @@ fn conv_forward(
     let k = kh * kw * cin;
     let rows_total = batch * oh * ow;
     // Small batches (one image) still split across the threads.
-    let threads = rayon::current_num_threads().max(1);
+    let threads = if par {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
     let tile = tile_rows(k)
         .min(rows_total.div_ceil(threads).next_multiple_of(8))
         .max(1);
@@ -782,8 +857,8 @@ fn max_pool_forward(op: &PoolOp, input: &[f32], out: &mut [f32]) {
     let Dims { h: oh, w: ow, .. } = op.output;
     let [kh, kw] = op.kernel;
     let [sh, sw] = op.stride;
-    out.par_chunks_mut(oh * ow * c)
-        .zip(input.par_chunks(ih * iw * c))
+    out.chunks_mut(oh * ow * c)
+        .zip(input.chunks(ih * iw * c))
         .for_each(|(dst, src)| {
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -805,22 +880,29 @@ fn max_pool_forward(op: &PoolOp, input: &[f32], out: &mut [f32]) {
         });
 }
 
-fn linear_forward(op: &LinearOp, input: &[f32], out: &mut [f32], batch: usize) {
+fn linear_forward(op: &LinearOp, input: &[f32], out: &mut [f32], batch: usize, par: bool) {
     let (din, dout) = (op.din, op.dout);
-    // Rows split between the threads; a single row still uses one gemm call.
+    if !par || batch < 2 {
+        linear_rows(op, input, out);
+        return;
+    }
+    // Rows split between the threads.
     let rows_per = batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
     out.par_chunks_mut(rows_per * dout)
         .zip(input.par_chunks(rows_per * din))
-        .for_each(|(dst, src)| {
-            let rows = dst.len() / dout;
-            matmul(dst, src, &op.weight, rows, din, dout);
-            for o in dst.chunks_exact_mut(dout) {
-                for (v, b) in o.iter_mut().zip(&op.bias) {
-                    *v += b;
-                }
-                if op.relu {
-                    o.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
-            }
-        });
+        .for_each(|(dst, src)| linear_rows(op, src, dst));
+}
+
+fn linear_rows(op: &LinearOp, src: &[f32], dst: &mut [f32]) {
+    let (din, dout) = (op.din, op.dout);
+    let rows = dst.len() / dout;
+    matmul(dst, src, &op.weight, rows, din, dout);
+    for o in dst.chunks_exact_mut(dout) {
+        for (v, b) in o.iter_mut().zip(&op.bias) {
+            *v += b;
+        }
+        if op.relu {
+            o.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
 }
