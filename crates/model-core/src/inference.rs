@@ -782,37 +782,44 @@ fn conv_forward(
             let first = t * tile;
             let rows = out_tile.len() / cout;
             col.resize(rows * k, 0.0);
-            // im2col: each row the (ky, kx, ci) patch of one output pixel.
-            for r in 0..rows {
-                let p = first + r;
-                let b = p / (oh * ow);
-                let rem = p % (oh * ow);
-                let (oy, ox) = (rem / ow, rem % ow);
-                let row = &mut col[r * k..(r + 1) * k];
-                for ky in 0..kh {
+            // im2col: each row the (ky, kx, ci) patch of one output pixel. The pixel's
+            // coordinates advance with the row (no division per row).
+            let plane = oh * ow;
+            let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+            let run = kw * cin;
+            for row in col.chunks_exact_mut(k) {
+                let x0 = (ox * sw).wrapping_sub(pl);
+                let inside_x = x0 < iw && x0 + kw <= iw;
+                for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
                     let iy = (oy * sh + ky).wrapping_sub(pt);
-                    let dst = &mut row[ky * kw * cin..(ky + 1) * kw * cin];
                     if iy >= ih {
                         dst.fill(0.0);
                         continue;
                     }
-                    let x0 = (ox * sw).wrapping_sub(pl);
                     let base = (b * ih + iy) * iw;
-                    if x0 < iw && x0 + kw <= iw {
-                        // The whole kernel row is inside: one contiguous copy.
+                    if inside_x {
+                        // The whole kernel row is inside: one contiguous run.
                         let s = (base + x0) * cin;
-                        dst.copy_from_slice(&input[s..s + kw * cin]);
+                        copy_run(dst, &input[s..s + run]);
                     } else {
-                        for kx in 0..kw {
+                        for (kx, d) in dst.chunks_exact_mut(cin).enumerate() {
                             let ix = (ox * sw + kx).wrapping_sub(pl);
-                            let d = &mut dst[kx * cin..(kx + 1) * cin];
                             if ix < iw {
                                 let s = (base + ix) * cin;
-                                d.copy_from_slice(&input[s..s + cin]);
+                                copy_run(d, &input[s..s + cin]);
                             } else {
                                 d.fill(0.0);
                             }
                         }
+                    }
+                }
+                ox += 1;
+                if ox == ow {
+                    ox = 0;
+                    oy += 1;
+                    if oy == oh {
+                        oy = 0;
+                        b += 1;
                     }
                 }
             }
@@ -850,6 +857,21 @@ fn conv_forward(
             }
         },
     );
+}
+
+/// Copies a short run (a kernel row of channels) in 8-value blocks: a library `memcpy` call per
+/// run of 48 values costs more than the copy.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let block: [f32; 8] = s.try_into().expect("8 values");
+        d.copy_from_slice(&block);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
 }
 
 fn max_pool_forward(op: &PoolOp, input: &[f32], out: &mut [f32]) {
