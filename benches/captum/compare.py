@@ -1,4 +1,4 @@
-"""Captum's Occlusion timed the way `cargo run -p impact --example occlusion_speed` times ours.
+"""Captum's Occlusion timed the way `cargo run --release -p benches --example occlusion_speed` times ours.
 
 LeNet (Caffe's MNIST LeNet: conv 20 5x5, pool, conv 50 5x5, pool, ip 500, ReLU, ip 10) on one
 1x28x28 input, window 6, stride 2: 144 windows; ResNet-20 (akamaster's CIFAR-10 ResNet-20, option-A

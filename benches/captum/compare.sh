@@ -31,11 +31,11 @@ fi
 export OPENBLAS_NUM_THREADS=1
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
-cargo build -q -p impact --example occlusion_speed
+cargo build -q --release -p benches --examples
 {
     echo "# $(date -u +%FT%TZ) on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$venv/bin/python" benches/captum/compare.py --repeats "$repeats"
-    target/debug/examples/occlusion_speed --repeats "$repeats"
+    target/release/examples/occlusion_speed --repeats "$repeats"
 } | tee "$out"
 
 # Ratios: ours / Captum, batched against perturbations_per_eval=64, unbatched against 1.

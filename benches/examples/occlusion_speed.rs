@@ -6,10 +6,9 @@
 //! (the median of the repeats). `ours` is the path the checklist takes on the CPU, the model
 //! lowered into an `InferenceNet`; `burn` is the same maps through Burn's own forward.
 //!
-//! Run: `cargo run -p impact --example occlusion_speed [-- --repeats 5]`
+//! Run: `cargo run --release -p benches --example occlusion_speed [-- --repeats 5]`
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+benches::use_mimalloc!();
 
 use std::time::Instant;
 
