@@ -776,87 +776,94 @@ fn conv_forward(
         .min(rows_total.div_ceil(threads).next_multiple_of(8))
         .max(1);
     debug_assert_eq!(out.len(), rows_total * cout);
-    out.par_chunks_mut(tile * cout).enumerate().for_each_init(
-        Vec::new,
-        |col: &mut Vec<f32>, (t, out_tile)| {
-            let first = t * tile;
-            let rows = out_tile.len() / cout;
-            col.resize(rows * k, 0.0);
-            // im2col: each row the (ky, kx, ci) patch of one output pixel. The pixel's
-            // coordinates advance with the row (no division per row).
-            let plane = oh * ow;
-            let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
-            let run = kw * cin;
-            for row in col.chunks_exact_mut(k) {
-                let x0 = (ox * sw).wrapping_sub(pl);
-                let inside_x = x0 < iw && x0 + kw <= iw;
-                for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
-                    let iy = (oy * sh + ky).wrapping_sub(pt);
-                    if iy >= ih {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let base = (b * ih + iy) * iw;
-                    if inside_x {
-                        // The whole kernel row is inside: one contiguous run.
-                        let s = (base + x0) * cin;
-                        copy_run(dst, &input[s..s + run]);
-                    } else {
-                        for (kx, d) in dst.chunks_exact_mut(cin).enumerate() {
-                            let ix = (ox * sw + kx).wrapping_sub(pl);
-                            if ix < iw {
-                                let s = (base + ix) * cin;
-                                copy_run(d, &input[s..s + cin]);
-                            } else {
-                                d.fill(0.0);
-                            }
-                        }
-                    }
+    let tile_work = |col: &mut Vec<f32>, (t, out_tile): (usize, &mut [f32])| {
+        let first = t * tile;
+        let rows = out_tile.len() / cout;
+        col.resize(rows * k, 0.0);
+        // im2col: each row the (ky, kx, ci) patch of one output pixel. The pixel's
+        // coordinates advance with the row (no division per row).
+        let plane = oh * ow;
+        let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+        let run = kw * cin;
+        for row in col.chunks_exact_mut(k) {
+            let x0 = (ox * sw).wrapping_sub(pl);
+            let inside_x = x0 < iw && x0 + kw <= iw;
+            for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
+                let iy = (oy * sh + ky).wrapping_sub(pt);
+                if iy >= ih {
+                    dst.fill(0.0);
+                    continue;
                 }
-                ox += 1;
-                if ox == ow {
-                    ox = 0;
-                    oy += 1;
-                    if oy == oh {
-                        oy = 0;
-                        b += 1;
+                let base = (b * ih + iy) * iw;
+                if inside_x {
+                    // The whole kernel row is inside: one contiguous run.
+                    let s = (base + x0) * cin;
+                    copy_run(dst, &input[s..s + run]);
+                } else {
+                    for (kx, d) in dst.chunks_exact_mut(cin).enumerate() {
+                        let ix = (ox * sw + kx).wrapping_sub(pl);
+                        if ix < iw {
+                            let s = (base + ix) * cin;
+                            copy_run(d, &input[s..s + cin]);
+                        } else {
+                            d.fill(0.0);
+                        }
                     }
                 }
             }
-            matmul(out_tile, col, &op.weight, rows, k, cout);
-            // Epilogue while the tile is in cache: bias, shortcut, ReLU.
-            for r in 0..rows {
-                let o = &mut out_tile[r * cout..(r + 1) * cout];
-                for (v, b) in o.iter_mut().zip(&op.bias) {
-                    *v += b;
-                }
-                if let Some((kind, dims, saved)) = shortcut {
-                    let p = first + r;
-                    let b = p / (oh * ow);
-                    let rem = p % (oh * ow);
-                    let (oy, ox) = (rem / ow, rem % ow);
-                    match kind {
-                        Shortcut::Identity => {
-                            let s = &saved[p * cout..(p + 1) * cout];
-                            o.iter_mut().zip(s).for_each(|(v, s)| *v += s);
-                        }
-                        Shortcut::SubsamplePad { stride, pad } => {
-                            let (y, x) = (oy * stride, ox * stride);
-                            let at = ((b * dims.h + y) * dims.w + x) * dims.c;
-                            let s = &saved[at..at + dims.c];
-                            o[pad..pad + dims.c]
-                                .iter_mut()
-                                .zip(s)
-                                .for_each(|(v, s)| *v += s);
-                        }
-                    }
-                }
-                if op.relu {
-                    o.iter_mut().for_each(|v| *v = v.max(0.0));
+            ox += 1;
+            if ox == ow {
+                ox = 0;
+                oy += 1;
+                if oy == oh {
+                    oy = 0;
+                    b += 1;
                 }
             }
-        },
-    );
+        }
+        matmul(out_tile, col, &op.weight, rows, k, cout);
+        // Epilogue while the tile is in cache: bias, shortcut, ReLU.
+        for r in 0..rows {
+            let o = &mut out_tile[r * cout..(r + 1) * cout];
+            for (v, b) in o.iter_mut().zip(&op.bias) {
+                *v += b;
+            }
+            if let Some((kind, dims, saved)) = shortcut {
+                let p = first + r;
+                let b = p / (oh * ow);
+                let rem = p % (oh * ow);
+                let (oy, ox) = (rem / ow, rem % ow);
+                match kind {
+                    Shortcut::Identity => {
+                        let s = &saved[p * cout..(p + 1) * cout];
+                        o.iter_mut().zip(s).for_each(|(v, s)| *v += s);
+                    }
+                    Shortcut::SubsamplePad { stride, pad } => {
+                        let (y, x) = (oy * stride, ox * stride);
+                        let at = ((b * dims.h + y) * dims.w + x) * dims.c;
+                        let s = &saved[at..at + dims.c];
+                        o[pad..pad + dims.c]
+                            .iter_mut()
+                            .zip(s)
+                            .for_each(|(v, s)| *v += s);
+                    }
+                }
+            }
+            if op.relu {
+                o.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+    };
+    if par {
+        out.par_chunks_mut(tile * cout)
+            .enumerate()
+            .for_each_init(Vec::new, tile_work);
+    } else {
+        let mut col = Vec::new();
+        out.chunks_mut(tile * cout)
+            .enumerate()
+            .for_each(|job| tile_work(&mut col, job));
+    }
 }
 
 /// Copies a short run (a kernel row of channels) in 8-value blocks: a library `memcpy` call per

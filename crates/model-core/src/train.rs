@@ -746,7 +746,9 @@ impl<M: Classifier> Trainer<M> {
 }
 
 /// Accuracy and mean loss of `model` on `dataset`, batches drawn in order by `batcher`'s size
-/// and normalisation, on `device`.
+/// and normalisation, on `device`. On the CPU a model that lowers runs as an
+/// [`InferenceNet`](crate::inference::InferenceNet) (the same logits up to float rounding, 3-4x
+/// faster); elsewhere through Burn's forward.
 pub fn evaluate<M: Classifier>(
     model: &M,
     dataset: &Dataset,
@@ -756,12 +758,20 @@ pub fn evaluate<M: Classifier>(
     let started = Instant::now();
     let batcher = batcher.clone().in_order();
     let criterion = CrossEntropyLossConfig::new().init(device);
+    let lowered = if crate::inference::runs_on_host(device) {
+        model.inference_net().ok()
+    } else {
+        None
+    };
     let (mut correct, mut loss_sum, mut images) = (0usize, 0f64, 0usize);
     for batch in batcher.host_batches(dataset, 0) {
         let batch = batch?;
         let n = batch.items.len();
         let tensors = batcher.to_tensors(&batch, device)?;
-        let logits = model.forward(tensors.images);
+        let logits = match &lowered {
+            Some(net) => net.forward(tensors.images),
+            None => model.forward(tensors.images),
+        };
         let loss = criterion.forward(logits.clone(), tensors.labels.clone());
         let hits = logits
             .argmax(1)

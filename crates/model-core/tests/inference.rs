@@ -147,6 +147,38 @@ fn a_layer_of_the_wrong_width_is_refused_by_name() {
     );
 }
 
+/// One image (each layer's tiles split between the threads), a few, and a batch large enough
+/// for chunks of images per thread with a ragged last chunk: all give Burn's logits.
+#[test]
+fn every_batch_path_gives_burns_logits() {
+    let lenet = build_seeded(&Device::flex(), 7, LeNet::mnist);
+    let net = lenet.inference_net().unwrap();
+    for batch in [1, 3, 37, 145] {
+        let values = random_images(batch as u64, batch, lenet.input_shape());
+        let worst = worst_relative(
+            &net.forward_host(&values, batch),
+            &burn_logits(&lenet, &values, batch),
+        );
+        assert!(
+            worst < 1e-5,
+            "lenet, batch {batch}: relative difference {worst}"
+        );
+    }
+    let resnet = resnet_with_statistics(7);
+    let net = resnet.inference_net().unwrap();
+    for batch in [1, 2, 11] {
+        let values = random_images(batch as u64, batch, resnet.input_shape());
+        let worst = worst_relative(
+            &net.forward_host(&values, batch),
+            &burn_logits(&resnet, &values, batch),
+        );
+        assert!(
+            worst < 1e-4,
+            "resnet20, batch {batch}: relative difference {worst}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
