@@ -15,7 +15,7 @@
 //!   image and a batch of 200 both keep both cores busy.
 //!
 //! A model describes itself with [`InferenceNetBuilder`] ([`Classifier::inference_net`]); the
-//! lowering refuses what it does not implement (grouped or dilated convolutions, `Same` padding,
+//! lowering refuses what it does not implement (dilated convolutions, `Same` padding, padded or
 //! ceil-mode pooling) with [`LowerError`], and the caller keeps Burn's forward. The logits equal
 //! Burn's forward up to float rounding (the tests hold every bundled model to it).
 //!
@@ -76,7 +76,11 @@ struct ConvOp {
     stride: [usize; 2],
     /// Top and left padding (bottom and right follow from the output size).
     pad: [usize; 2],
-    /// `[kh * kw * cin, cout]`, rows ordered (ky, kx, ci) to match a channels-last im2col row.
+    /// Channel groups: group `g` reads input channels `g * cin / groups ..` and writes output
+    /// channels `g * cout / groups ..`.
+    groups: usize,
+    /// Per group, `[kh * kw * cin_g, cout_g]`, rows ordered (ky, kx, ci) to match a
+    /// channels-last im2col row; the groups one after another.
     weight: Vec<f32>,
     bias: Vec<f32>,
     relu: bool,
@@ -238,9 +242,6 @@ impl InferenceNetBuilder {
             None => self.current,
             Some(_) => self.spatial(layer)?,
         };
-        if conv.groups != 1 {
-            return Err(unsupported(layer, format!("groups = {}", conv.groups)));
-        }
         if conv.dilation != [1, 1] {
             return Err(unsupported(layer, format!("dilation {:?}", conv.dilation)));
         }
@@ -249,14 +250,19 @@ impl InferenceNetBuilder {
             PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
             PaddingConfig2d::Same => return Err(unsupported(layer, "`Same` padding")),
         };
-        let [cout, cin, kh, kw] = conv.weight.val().dims();
-        if cin != input.c {
+        let [cout, cin_g, kh, kw] = conv.weight.val().dims();
+        let groups = conv.groups.max(1);
+        if cin_g * groups != input.c || cout % groups != 0 {
             return Err(LowerError::Shape {
                 layer: layer.to_string(),
-                expected: format!("{cin} input channels"),
-                found: format!("{}", input.c),
+                expected: format!(
+                    "{} input channels and output channels divisible into {groups} groups",
+                    cin_g * groups
+                ),
+                found: format!("{} input channels, {cout} output channels", input.c),
             });
         }
+        let cout_g = cout / groups;
         let [sh, sw] = conv.stride;
         let (Some(oh), Some(ow)) = (
             out_size(input.h, kh, sh, top + bottom),
@@ -293,15 +299,17 @@ impl InferenceNetBuilder {
                 bias[c] = ((bias[c] as f64 - mean[c] as f64) * s + beta[c] as f64) as f32;
             }
         }
-        let k = kh * kw * cin;
-        let mut weight = vec![0.0f32; k * cout];
+        let k_g = kh * kw * cin_g;
+        let mut weight = vec![0.0f32; k_g * cout];
         for co in 0..cout {
-            for ci in 0..cin {
+            let (g, col) = (co / cout_g, co % cout_g);
+            let block = &mut weight[g * k_g * cout_g..(g + 1) * k_g * cout_g];
+            for ci in 0..cin_g {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        let src = ((co * cin + ci) * kh + ky) * kw + kx;
-                        let row = (ky * kw + kx) * cin + ci;
-                        weight[row * cout + co] = raw[src] * scale[co];
+                        let src = ((co * cin_g + ci) * kh + ky) * kw + kx;
+                        let row = (ky * kw + kx) * cin_g + ci;
+                        block[row * cout_g + col] = raw[src] * scale[co];
                     }
                 }
             }
@@ -344,6 +352,7 @@ impl InferenceNetBuilder {
             kernel: [kh, kw],
             stride: [sh, sw],
             pad: [top, left],
+            groups,
             weight,
             bias,
             relu,
@@ -489,16 +498,32 @@ fn tile_rows(k: usize) -> usize {
 
 /// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major and contiguous, on this thread.
 fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    matmul_strided(dst, n, lhs, rhs, m, k, n);
+}
+
+/// `matmul` into the first `n` columns of a row-major `dst` whose rows are `dst_rs` apart.
+fn matmul_strided(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n);
+    assert!(lhs.len() >= m * k && rhs.len() >= k * n);
     if k == 0 {
-        dst[..m * n].fill(0.0);
+        for row in dst.chunks_mut(dst_rs).take(m) {
+            row[..n].fill(0.0);
+        }
         return;
     }
-    // SAFETY: the three slices hold at least m*n, m*k and k*n values (asserted above), and the
-    // strides below address them row-major within those bounds.
+    // SAFETY: dst holds m rows of dst_rs values (the last one at least n), lhs m*k and rhs k*n
+    // values (asserted above); the strides below address them row-major within those bounds.
     unsafe {
         gemm::gemm(
             m,
@@ -506,7 +531,7 @@ fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usiz
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             false,
             lhs.as_ptr(),
             1,
@@ -764,7 +789,9 @@ fn conv_forward(
     let [kh, kw] = op.kernel;
     let [sh, sw] = op.stride;
     let [pt, pl] = op.pad;
-    let k = kh * kw * cin;
+    let groups = op.groups;
+    let (cin_g, cout_g) = (cin / groups, cout / groups);
+    let k = kh * kw * cin_g;
     let rows_total = batch * oh * ow;
     // Small batches (one image) still split across the threads.
     let threads = if par {
@@ -780,48 +807,60 @@ fn conv_forward(
         let first = t * tile;
         let rows = out_tile.len() / cout;
         col.resize(rows * k, 0.0);
-        // im2col: each row the (ky, kx, ci) patch of one output pixel. The pixel's
-        // coordinates advance with the row (no division per row).
-        let plane = oh * ow;
-        let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
-        let run = kw * cin;
-        for row in col.chunks_exact_mut(k) {
-            let x0 = (ox * sw).wrapping_sub(pl);
-            let inside_x = x0 < iw && x0 + kw <= iw;
-            for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
-                let iy = (oy * sh + ky).wrapping_sub(pt);
-                if iy >= ih {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let base = (b * ih + iy) * iw;
-                if inside_x {
-                    // The whole kernel row is inside: one contiguous run.
-                    let s = (base + x0) * cin;
-                    copy_run(dst, &input[s..s + run]);
-                } else {
-                    for (kx, d) in dst.chunks_exact_mut(cin).enumerate() {
-                        let ix = (ox * sw + kx).wrapping_sub(pl);
-                        if ix < iw {
-                            let s = (base + ix) * cin;
-                            copy_run(d, &input[s..s + cin]);
-                        } else {
-                            d.fill(0.0);
+        for g in 0..groups {
+            // im2col: each row the (ky, kx, ci) patch of one output pixel, the group's input
+            // channels. The pixel's coordinates advance with the row (no division per row).
+            let c0 = g * cin_g;
+            let plane = oh * ow;
+            let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+            let run = kw * cin_g;
+            for row in col.chunks_exact_mut(k) {
+                let x0 = (ox * sw).wrapping_sub(pl);
+                // One contiguous run per kernel row when it lies inside and holds every channel.
+                let whole_run = groups == 1 && x0 < iw && x0 + kw <= iw;
+                for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
+                    let iy = (oy * sh + ky).wrapping_sub(pt);
+                    if iy >= ih {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let base = (b * ih + iy) * iw;
+                    if whole_run {
+                        let s = (base + x0) * cin;
+                        copy_run(dst, &input[s..s + run]);
+                    } else {
+                        for (kx, d) in dst.chunks_exact_mut(cin_g).enumerate() {
+                            let ix = (ox * sw + kx).wrapping_sub(pl);
+                            if ix < iw {
+                                let s = (base + ix) * cin + c0;
+                                copy_run(d, &input[s..s + cin_g]);
+                            } else {
+                                d.fill(0.0);
+                            }
                         }
                     }
                 }
-            }
-            ox += 1;
-            if ox == ow {
-                ox = 0;
-                oy += 1;
-                if oy == oh {
-                    oy = 0;
-                    b += 1;
+                ox += 1;
+                if ox == ow {
+                    ox = 0;
+                    oy += 1;
+                    if oy == oh {
+                        oy = 0;
+                        b += 1;
+                    }
                 }
             }
+            let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
+            matmul_strided(
+                &mut out_tile[g * cout_g..],
+                cout,
+                col,
+                weight,
+                rows,
+                k,
+                cout_g,
+            );
         }
-        matmul(out_tile, col, &op.weight, rows, k, cout);
         // Epilogue while the tile is in cache: bias, shortcut, ReLU.
         for r in 0..rows {
             let o = &mut out_tile[r * cout..(r + 1) * cout];

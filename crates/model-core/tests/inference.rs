@@ -1,12 +1,12 @@
 //! The batched CPU inference path gives Burn's logits: on the real pre-trained ResNet-20 against
-//! PyTorch's own figures, and on seeded LeNets and ResNet-20s of random batch sizes (property
-//! tests), with batch norm statistics that are not the identity.
+//! PyTorch's own figures, on seeded LeNets and ResNet-20s of random batch sizes (property tests,
+//! batch norm statistics that are not the identity), and on AlexNet's grouped convolutions.
 
 use burn::prelude::*;
 use model_core::SampleShape;
 use model_core::bundled;
 use model_core::inference::{InferenceNet, LowerError, Shortcut};
-use model_core::models::{Classifier, LeNet, ResNet20, build_seeded};
+use model_core::models::{AlexNet, Classifier, LeNet, ResNet20, build_seeded};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -177,6 +177,20 @@ fn every_batch_path_gives_burns_logits() {
             "resnet20, batch {batch}: relative difference {worst}"
         );
     }
+}
+
+/// AlexNet at 224x224: grouped convolutions (conv2, conv4, conv5), stride 4, overlapping
+/// 3x3/2 pooling, dropout the identity.
+#[test]
+fn alexnet_lowered_equals_burns_forward() {
+    let model = build_seeded(&Device::flex(), 3, |d| AlexNet::new(10, d));
+    let net = model.inference_net().expect("AlexNet lowers");
+    let values = random_images(3, 2, model.input_shape());
+    let worst = worst_relative(
+        &net.forward_host(&values, 2),
+        &burn_logits(&model, &values, 2),
+    );
+    assert!(worst < 1e-4, "relative difference {worst}");
 }
 
 proptest! {

@@ -121,8 +121,8 @@ impl Classifier for AlexNet {
         tap.layer("fc8", "InnerProduct", x, |x| self.fc8.forward(x))
     }
 
-    /// Declines where a layer is grouped (conv2, conv4, conv5 as in the paper): the CPU
-    /// inference path has no grouped convolution, and AlexNet keeps Burn's forward.
+    /// conv2, conv4 and conv5 are grouped (two groups, as in the paper): each group is its own
+    /// product over its half of the channels.
     fn inference_net(&self) -> Result<InferenceNet, LowerError> {
         // Dropout is the identity at inference.
         InferenceNet::builder(self.input_shape())
