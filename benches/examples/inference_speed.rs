@@ -1,7 +1,7 @@
 //! Images per second of Burn's CPU forward against the lowered [`InferenceNet`], for LeNet
 //! (28x28) and the real ResNet-20 (32x32), at the batch sizes occlusion uses (all windows of
 //! one map in one batch, and one window at a time). Interleaved runs, medians. Then the ceiling:
-//! the multiply-adds per second of one thread's `gemm` on a ResNet-20 stage-1 tile (455 x 144
+//! the multiply-adds per second of one thread's matrix product on a ResNet-20 stage-1 tile (455 x 144
 //! times 144 x 16), with nothing else around it.
 //!
 //! Run: `cargo run --release -p benches --example inference_speed [-- REPEATS]`
@@ -57,7 +57,8 @@ fn compare<M: Classifier>(name: &str, model: &M, batch: usize, repeats: usize) {
     );
 }
 
-/// One thread's `gemm` on `m x k` times `k x n`, multiply-adds per second.
+/// One thread's lowered-layer product ([`model_core::inference::matmul`]) on `m x k` times
+/// `k x n`, multiply-adds per second.
 fn gemm_rate(m: usize, k: usize, n: usize) -> f64 {
     let lhs: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1).collect();
     let rhs: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1).collect();
@@ -65,30 +66,7 @@ fn gemm_rate(m: usize, k: usize, n: usize) -> f64 {
     let iters = (2_000_000_000 / (m * k * n)).max(10);
     let t = Instant::now();
     for _ in 0..iters {
-        // SAFETY: row-major buffers of exactly m*k, k*n and m*n values.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                lhs.as_ptr(),
-                1,
-                k as isize,
-                rhs.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        model_core::inference::matmul(&mut dst, &lhs, &rhs, m, k, n);
     }
     std::hint::black_box(&dst);
     (iters * m * k * n) as f64 / t.elapsed().as_secs_f64()

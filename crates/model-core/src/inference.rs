@@ -496,8 +496,13 @@ fn tile_rows(k: usize) -> usize {
     (TILE_VALUES / k.max(1)).clamp(32, 1024)
 }
 
-/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major and contiguous, on this thread.
-fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major and contiguous, on this thread: the
+/// product every lowered convolution and linear layer runs (public so benchmarks can time it
+/// bare).
+///
+/// # Panics
+/// When a slice holds fewer values than its shape needs.
+pub fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
     matmul_strided(dst, n, lhs, rhs, m, k, n);
 }
 
@@ -506,6 +511,22 @@ fn matmul_strided(
     dst: &mut [f32],
     dst_rs: usize,
     lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    matmul_general(dst, dst_rs, lhs, false, rhs, m, k, n);
+}
+
+/// The product behind [`matmul`]: `lhs` row-major `[m, k]`, or column-major (`lhs_columns`: `k`
+/// runs of `m` values).
+#[allow(clippy::too_many_arguments)]
+fn matmul_general(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_columns: bool,
     rhs: &[f32],
     m: usize,
     k: usize,
@@ -522,8 +543,14 @@ fn matmul_strided(
         }
         return;
     }
+    let (lhs_cs, lhs_rs) = if lhs_columns {
+        (m as isize, 1)
+    } else {
+        (1, k as isize)
+    };
     // SAFETY: dst holds m rows of dst_rs values (the last one at least n), lhs m*k and rhs k*n
-    // values (asserted above); the strides below address them row-major within those bounds.
+    // values (asserted above); the strides below address them (row- or column-major) within
+    // those bounds.
     unsafe {
         gemm::gemm(
             m,
@@ -534,8 +561,8 @@ fn matmul_strided(
             dst_rs as isize,
             false,
             lhs.as_ptr(),
-            1,
-            k as isize,
+            lhs_cs,
+            lhs_rs,
             rhs.as_ptr(),
             1,
             n as isize,
@@ -807,59 +834,67 @@ fn conv_forward(
         let first = t * tile;
         let rows = out_tile.len() / cout;
         col.resize(rows * k, 0.0);
-        for g in 0..groups {
-            // im2col: each row the (ky, kx, ci) patch of one output pixel, the group's input
-            // channels. The pixel's coordinates advance with the row (no division per row).
-            let c0 = g * cin_g;
-            let plane = oh * ow;
-            let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
-            let run = kw * cin_g;
-            for row in col.chunks_exact_mut(k) {
-                let x0 = (ox * sw).wrapping_sub(pl);
-                // One contiguous run per kernel row when it lies inside and holds every channel.
-                let whole_run = groups == 1 && x0 < iw && x0 + kw <= iw;
-                for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
-                    let iy = (oy * sh + ky).wrapping_sub(pt);
-                    if iy >= ih {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let base = (b * ih + iy) * iw;
-                    if whole_run {
-                        let s = (base + x0) * cin;
-                        copy_run(dst, &input[s..s + run]);
-                    } else {
-                        for (kx, d) in dst.chunks_exact_mut(cin_g).enumerate() {
-                            let ix = (ox * sw + kx).wrapping_sub(pl);
-                            if ix < iw {
-                                let s = (base + ix) * cin + c0;
-                                copy_run(d, &input[s..s + cin_g]);
-                            } else {
-                                d.fill(0.0);
+        if cin == 1 {
+            // One input channel (a first layer): a patch row would be kw values, so im2col is
+            // built transposed instead: per kernel position, one run per output row, copied
+            // from a contiguous input row when the stride is 1.
+            single_channel_columns(op, input, first, rows, col);
+            matmul_general(out_tile, cout, col, true, &op.weight, rows, k, cout);
+        } else {
+            for g in 0..groups {
+                // im2col: each row the (ky, kx, ci) patch of one output pixel, the group's input
+                // channels. The pixel's coordinates advance with the row (no division per row).
+                let c0 = g * cin_g;
+                let plane = oh * ow;
+                let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+                let run = kw * cin_g;
+                for row in col.chunks_exact_mut(k) {
+                    let x0 = (ox * sw).wrapping_sub(pl);
+                    // One contiguous run per kernel row when it lies inside and holds every channel.
+                    let whole_run = groups == 1 && x0 < iw && x0 + kw <= iw;
+                    for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
+                        let iy = (oy * sh + ky).wrapping_sub(pt);
+                        if iy >= ih {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let base = (b * ih + iy) * iw;
+                        if whole_run {
+                            let s = (base + x0) * cin;
+                            copy_run(dst, &input[s..s + run]);
+                        } else {
+                            for (kx, d) in dst.chunks_exact_mut(cin_g).enumerate() {
+                                let ix = (ox * sw + kx).wrapping_sub(pl);
+                                if ix < iw {
+                                    let s = (base + ix) * cin + c0;
+                                    copy_run(d, &input[s..s + cin_g]);
+                                } else {
+                                    d.fill(0.0);
+                                }
                             }
                         }
                     }
-                }
-                ox += 1;
-                if ox == ow {
-                    ox = 0;
-                    oy += 1;
-                    if oy == oh {
-                        oy = 0;
-                        b += 1;
+                    ox += 1;
+                    if ox == ow {
+                        ox = 0;
+                        oy += 1;
+                        if oy == oh {
+                            oy = 0;
+                            b += 1;
+                        }
                     }
                 }
+                let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
+                matmul_strided(
+                    &mut out_tile[g * cout_g..],
+                    cout,
+                    col,
+                    weight,
+                    rows,
+                    k,
+                    cout_g,
+                );
             }
-            let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
-            matmul_strided(
-                &mut out_tile[g * cout_g..],
-                cout,
-                col,
-                weight,
-                rows,
-                k,
-                cout_g,
-            );
         }
         // Epilogue while the tile is in cache: bias, shortcut, ReLU.
         for r in 0..rows {
@@ -902,6 +937,62 @@ fn conv_forward(
         out.chunks_mut(tile * cout)
             .enumerate()
             .for_each(|job| tile_work(&mut col, job));
+    }
+}
+
+/// The transposed im2col of a one-channel input for output pixels `first..first + rows`:
+/// `col[(ky * kw + kx) * rows + r]` is the input under kernel position (ky, kx) for pixel `r`.
+fn single_channel_columns(op: &ConvOp, input: &[f32], first: usize, rows: usize, col: &mut [f32]) {
+    let Dims { h: ih, w: iw, .. } = op.input;
+    let Dims { h: oh, w: ow, .. } = op.output;
+    let [kh, kw] = op.kernel;
+    let [sh, sw] = op.stride;
+    let [pt, pl] = op.pad;
+    let plane = oh * ow;
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let dst_row = &mut col[(ky * kw + kx) * rows..(ky * kw + kx + 1) * rows];
+            let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+            let mut r = 0;
+            while r < rows {
+                // The pixels left in this output row.
+                let seg = (ow - ox).min(rows - r);
+                let d = &mut dst_row[r..r + seg];
+                let iy = (oy * sh + ky).wrapping_sub(pt);
+                if iy >= ih {
+                    d.fill(0.0);
+                } else {
+                    let base = (b * ih + iy) * iw;
+                    if sw == 1 {
+                        // ix = ox + j + kx - pl: inside for j in [lo, hi).
+                        let start = (ox + kx) as isize - pl as isize;
+                        let lo = (-start).clamp(0, seg as isize) as usize;
+                        let hi = (iw as isize - start).clamp(lo as isize, seg as isize) as usize;
+                        d[..lo].fill(0.0);
+                        if hi > lo {
+                            let s = base + (start + lo as isize) as usize;
+                            d[lo..hi].copy_from_slice(&input[s..s + (hi - lo)]);
+                        }
+                        d[hi..].fill(0.0);
+                    } else {
+                        for (j, v) in d.iter_mut().enumerate() {
+                            let ix = ((ox + j) * sw + kx).wrapping_sub(pl);
+                            *v = if ix < iw { input[base + ix] } else { 0.0 };
+                        }
+                    }
+                }
+                r += seg;
+                ox += seg;
+                if ox == ow {
+                    ox = 0;
+                    oy += 1;
+                    if oy == oh {
+                        oy = 0;
+                        b += 1;
+                    }
+                }
+            }
+        }
     }
 }
 

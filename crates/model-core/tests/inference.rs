@@ -8,6 +8,9 @@ use model_core::bundled;
 use model_core::inference::{InferenceNet, LowerError, Shortcut};
 use model_core::models::{AlexNet, Classifier, LeNet, ResNet20, build_seeded};
 use proptest::prelude::*;
+
+mod common;
+use common::{reference_input, reference_logits};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -74,27 +77,10 @@ fn the_real_resnet20_gives_pytorchs_logits() {
     let device = Device::flex();
     let model = bundled::resnet20_pretrained(&device).expect("the bundled ResNet-20");
     let net = model.inference_net().expect("ResNet-20 lowers");
-    let bytes = std::fs::read(bundled::resnet20_reference_input()).unwrap();
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let values = reference_input();
     let logits = net.forward_host(&values, 20);
 
-    let text = std::fs::read_to_string(bundled::resnet20_reference()).unwrap();
-    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let expected: Vec<f32> = reference["cifar10"]["resnet20"]["foolbox20_logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let expected = reference_logits();
     let worst = logits
         .iter()
         .zip(&expected)
@@ -208,6 +194,58 @@ proptest! {
         prop_assert!(worst < 1e-5, "relative difference {}", worst);
         // A second call reuses the buffers of the first and must not see their contents.
         prop_assert_eq!(net.forward_host(&values, batch), ours);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// One convolution of random geometry (channels, kernel, stride, padding, input size; one
+    /// channel takes its own im2col path) then a linear layer over its flattened output, so every
+    /// output position and its order count: equal to Burn's.
+    #[test]
+    fn any_convolution_geometry_equals_burns(
+        seed in 0u64..1_000,
+        cin in 1usize..4,
+        cout in 1usize..6,
+        kernel in 1usize..4,
+        stride in 1usize..3,
+        pad in 0usize..2,
+        side in 4usize..11,
+        batch in 1usize..12,
+    ) {
+        use burn::nn::conv::Conv2dConfig;
+        use burn::nn::{LinearConfig, PaddingConfig2d};
+        let device = Device::flex();
+        let conv = build_seeded(&device, seed, |d| {
+            Conv2dConfig::new([cin, cout], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init(d)
+        });
+        let out_side = (side + 2 * pad - kernel) / stride + 1;
+        let linear = build_seeded(&device, seed + 1, |d| {
+            LinearConfig::new(cout * out_side * out_side, 5).init(d)
+        });
+        let shape = SampleShape { channels: cin, height: side, width: side };
+        let net = InferenceNet::builder(shape)
+            .conv("conv", &conv, None, true)
+            .unwrap()
+            .linear("linear", &linear, false)
+            .unwrap()
+            .build()
+            .unwrap();
+        let values = random_images(seed, batch, shape);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values.clone(), [batch, cin, side, side]),
+            &device,
+        );
+        let burn = linear
+            .forward(burn::tensor::activation::relu(conv.forward(x)).flatten::<2>(1, 3))
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let worst = worst_relative(&net.forward_host(&values, batch), &burn);
+        prop_assert!(worst < 1e-5, "relative difference {}", worst);
     }
 }
 

@@ -9,10 +9,8 @@ use model_core::models::{
 use model_core::tap::{Tap, TapDetail, trainable_param_count};
 use model_core::{Batcher, LoadOptions};
 
-fn reference() -> serde_json::Value {
-    let text = std::fs::read_to_string(bundled::resnet20_reference()).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
+mod common;
+use common::{reference, reference_input, reference_logits};
 
 fn pretrained(device: &Device) -> ResNet20 {
     let mut model = ResNet20::cifar10(device);
@@ -35,26 +33,11 @@ fn resnet20_reproduces_pytorchs_logits_from_the_real_weights() {
     let resnet = &reference["cifar10"]["resnet20"];
 
     // PyTorch's exact input, from the file it was computed from.
-    let bytes = std::fs::read(bundled::resnet20_reference_input()).unwrap();
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    assert_eq!(values.len(), 20 * 3 * 32 * 32);
+    let values = reference_input();
     let images = Tensor::<4>::from_data(TensorData::new(values, [20, 3, 32, 32]), &device);
     let logits = model.forward(images).try_into_vec_as::<f32>().unwrap();
 
-    let expected: Vec<f32> = resnet["foolbox20_logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-        })
-        .collect();
+    let expected = reference_logits();
     let worst = logits
         .iter()
         .zip(&expected)
