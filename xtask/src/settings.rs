@@ -126,6 +126,7 @@ pub struct ResultsSettings {
     pub border: usize,
     pub inside_share: f64,
     pub memory_budget_mib: usize,
+    pub lowered: bool,
 }
 
 impl Default for ResultsSettings {
@@ -136,6 +137,7 @@ impl Default for ResultsSettings {
             border: 4,
             inside_share: 0.5,
             memory_budget_mib: 512,
+            lowered: true,
         }
     }
 }
@@ -300,6 +302,10 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "results.memory_budget_mib",
         "Memory the occlusion batches may take.",
+    ),
+    (
+        "results.lowered",
+        "On the CPU, run the maps through the model lowered for batched inference (false: Burn's own forward).",
     ),
     (
         "baseline.accuracy_drop",
