@@ -10,7 +10,7 @@ use model_core::models::{AlexNet, Classifier, LeNet, ResNet20, build_seeded};
 use proptest::prelude::*;
 
 mod common;
-use common::{reference_input, reference_logits};
+use common::{largest_difference_from_pytorch, reference_input};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -80,12 +80,7 @@ fn the_real_resnet20_gives_pytorchs_logits() {
     let values = reference_input();
     let logits = net.forward_host(&values, 20);
 
-    let expected = reference_logits();
-    let worst = logits
-        .iter()
-        .zip(&expected)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("largest difference from PyTorch's logits: {worst:e}");
+    let worst = largest_difference_from_pytorch(&logits);
     assert!(worst < 1e-4, "largest difference from PyTorch: {worst}");
 
     // The tensor-level entry point gives the same figures.

@@ -10,7 +10,7 @@ use model_core::tap::{Tap, TapDetail, trainable_param_count};
 use model_core::{Batcher, LoadOptions};
 
 mod common;
-use common::{reference, reference_input, reference_logits};
+use common::{largest_difference_from_pytorch, reference, reference_input};
 
 fn pretrained(device: &Device) -> ResNet20 {
     let mut model = ResNet20::cifar10(device);
@@ -37,12 +37,7 @@ fn resnet20_reproduces_pytorchs_logits_from_the_real_weights() {
     let images = Tensor::<4>::from_data(TensorData::new(values, [20, 3, 32, 32]), &device);
     let logits = model.forward(images).try_into_vec_as::<f32>().unwrap();
 
-    let expected = reference_logits();
-    let worst = logits
-        .iter()
-        .zip(&expected)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("largest difference from PyTorch's logits: {worst:e}");
+    let worst = largest_difference_from_pytorch(&logits);
     assert!(
         worst < 1e-4,
         "largest difference from PyTorch's logits: {worst}"

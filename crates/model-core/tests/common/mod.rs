@@ -35,3 +35,15 @@ pub fn reference_logits() -> Vec<f32> {
         })
         .collect()
 }
+
+/// The largest absolute difference between `logits` and PyTorch's, printed for the record.
+pub fn largest_difference_from_pytorch(logits: &[f32]) -> f32 {
+    let expected = reference_logits();
+    assert_eq!(logits.len(), expected.len());
+    let worst = logits
+        .iter()
+        .zip(&expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("largest difference from PyTorch's logits: {worst:e}");
+    worst
+}
