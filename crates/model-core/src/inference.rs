@@ -175,8 +175,15 @@ impl InferenceNetBuilder {
         }
     }
 
+    /// The current activation, which must still be image-shaped (no layer may follow `save`
+    /// but a convolution; see [`Self::not_after_save`]).
     fn spatial(&self, layer: &str) -> Result<Dims, LowerError> {
         self.not_after_save(layer)?;
+        self.image_input(layer)
+    }
+
+    /// The current activation, which must still be image-shaped.
+    fn image_input(&self, layer: &str) -> Result<Dims, LowerError> {
         match self.flat {
             None => Ok(self.current),
             Some(n) => Err(LowerError::Shape {
@@ -238,10 +245,8 @@ impl InferenceNetBuilder {
         shortcut: Option<Shortcut>,
         relu: bool,
     ) -> Result<Self, LowerError> {
-        let input = match self.flat {
-            None => self.current,
-            Some(_) => self.spatial(layer)?,
-        };
+        // A convolution is the one layer that may follow `save`.
+        let input = self.image_input(layer)?;
         if conv.dilation != [1, 1] {
             return Err(unsupported(layer, format!("dilation {:?}", conv.dilation)));
         }
@@ -503,24 +508,12 @@ fn tile_rows(k: usize) -> usize {
 /// # Panics
 /// When a slice holds fewer values than its shape needs.
 pub fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
-    matmul_strided(dst, n, lhs, rhs, m, k, n);
+    matmul_general(dst, n, lhs, false, rhs, m, k, n);
 }
 
-/// `matmul` into the first `n` columns of a row-major `dst` whose rows are `dst_rs` apart.
-fn matmul_strided(
-    dst: &mut [f32],
-    dst_rs: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    matmul_general(dst, dst_rs, lhs, false, rhs, m, k, n);
-}
-
-/// The product behind [`matmul`]: `lhs` row-major `[m, k]`, or column-major (`lhs_columns`: `k`
-/// runs of `m` values).
+/// The product behind [`matmul`], into the first `n` columns of a row-major `dst` whose rows are
+/// `dst_rs` apart; `lhs` row-major `[m, k]`, or column-major (`lhs_columns`: `k` runs of `m`
+/// values).
 #[allow(clippy::too_many_arguments)]
 fn matmul_general(
     dst: &mut [f32],
@@ -636,9 +629,7 @@ impl InferenceNet {
         if batch < 2 * threads || batch <= chunk {
             // Too few images to share out: each layer's output tiles are shared instead.
             let x = self.channels_last(images);
-            let mut logits = self.run(&self.ops, x, batch, true);
-            logits.truncate(batch * self.classes);
-            return logits;
+            return self.run(&self.ops, x, batch, true);
         }
         // Many images: the threads take chunks of a few images through the convolutional part,
         // so every activation stays in the core's cache from one layer to the next; the fully
@@ -666,9 +657,7 @@ impl InferenceNet {
             at += part.len();
             self.recycle(part);
         }
-        let mut logits = self.run(tail, x, batch, true);
-        logits.truncate(batch * self.classes);
-        logits
+        self.run(tail, x, batch, true)
     }
 
     /// `images` (channels first) in a channels-last buffer.
@@ -845,10 +834,10 @@ fn conv_forward(
                 // im2col: each row the (ky, kx, ci) patch of one output pixel, the group's input
                 // channels. The pixel's coordinates advance with the row (no division per row).
                 let c0 = g * cin_g;
-                let plane = oh * ow;
-                let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+                let mut at = PixelCursor::new(first, op.output);
                 let run = kw * cin_g;
                 for row in col.chunks_exact_mut(k) {
+                    let PixelCursor { b, oy, ox } = at;
                     let x0 = (ox * sw).wrapping_sub(pl);
                     // One contiguous run per kernel row when it lies inside and holds every channel.
                     let whole_run = groups == 1 && x0 < iw && x0 + kw <= iw;
@@ -874,21 +863,14 @@ fn conv_forward(
                             }
                         }
                     }
-                    ox += 1;
-                    if ox == ow {
-                        ox = 0;
-                        oy += 1;
-                        if oy == oh {
-                            oy = 0;
-                            b += 1;
-                        }
-                    }
+                    at.advance(1, op.output);
                 }
                 let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
-                matmul_strided(
+                matmul_general(
                     &mut out_tile[g * cout_g..],
                     cout,
                     col,
+                    false,
                     weight,
                     rows,
                     k,
@@ -897,6 +879,7 @@ fn conv_forward(
             }
         }
         // Epilogue while the tile is in cache: bias, shortcut, ReLU.
+        let mut at = PixelCursor::new(first, op.output);
         for r in 0..rows {
             let o = &mut out_tile[r * cout..(r + 1) * cout];
             for (v, b) in o.iter_mut().zip(&op.bias) {
@@ -904,9 +887,7 @@ fn conv_forward(
             }
             if let Some((kind, dims, saved)) = shortcut {
                 let p = first + r;
-                let b = p / (oh * ow);
-                let rem = p % (oh * ow);
-                let (oy, ox) = (rem / ow, rem % ow);
+                let PixelCursor { b, oy, ox } = at;
                 match kind {
                     Shortcut::Identity => {
                         let s = &saved[p * cout..(p + 1) * cout];
@@ -926,6 +907,7 @@ fn conv_forward(
             if op.relu {
                 o.iter_mut().for_each(|v| *v = v.max(0.0));
             }
+            at.advance(1, op.output);
         }
     };
     if par {
@@ -940,21 +922,55 @@ fn conv_forward(
     }
 }
 
+/// An output pixel (image, row, column), stepped along the rows of a tile without a division
+/// per row.
+#[derive(Debug, Clone, Copy)]
+struct PixelCursor {
+    b: usize,
+    oy: usize,
+    ox: usize,
+}
+
+impl PixelCursor {
+    /// Output pixel number `p` (images one after another, rows of `output.w`).
+    fn new(p: usize, output: Dims) -> Self {
+        let plane = output.h * output.w;
+        PixelCursor {
+            b: p / plane,
+            oy: (p % plane) / output.w,
+            ox: p % output.w,
+        }
+    }
+
+    /// Steps `n` pixels along the current output row (at most to its end).
+    fn advance(&mut self, n: usize, output: Dims) {
+        self.ox += n;
+        if self.ox == output.w {
+            self.ox = 0;
+            self.oy += 1;
+            if self.oy == output.h {
+                self.oy = 0;
+                self.b += 1;
+            }
+        }
+    }
+}
+
 /// The transposed im2col of a one-channel input for output pixels `first..first + rows`:
 /// `col[(ky * kw + kx) * rows + r]` is the input under kernel position (ky, kx) for pixel `r`.
 fn single_channel_columns(op: &ConvOp, input: &[f32], first: usize, rows: usize, col: &mut [f32]) {
     let Dims { h: ih, w: iw, .. } = op.input;
-    let Dims { h: oh, w: ow, .. } = op.output;
+    let ow = op.output.w;
     let [kh, kw] = op.kernel;
     let [sh, sw] = op.stride;
     let [pt, pl] = op.pad;
-    let plane = oh * ow;
     for ky in 0..kh {
         for kx in 0..kw {
             let dst_row = &mut col[(ky * kw + kx) * rows..(ky * kw + kx + 1) * rows];
-            let (mut b, mut oy, mut ox) = (first / plane, (first % plane) / ow, first % ow);
+            let mut at = PixelCursor::new(first, op.output);
             let mut r = 0;
             while r < rows {
+                let PixelCursor { b, oy, ox } = at;
                 // The pixels left in this output row.
                 let seg = (ow - ox).min(rows - r);
                 let d = &mut dst_row[r..r + seg];
@@ -982,15 +998,7 @@ fn single_channel_columns(op: &ConvOp, input: &[f32], first: usize, rows: usize,
                     }
                 }
                 r += seg;
-                ox += seg;
-                if ox == ow {
-                    ox = 0;
-                    oy += 1;
-                    if oy == oh {
-                        oy = 0;
-                        b += 1;
-                    }
-                }
+                at.advance(seg, op.output);
             }
         }
     }
