@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use model_core::inference::runs_on_host;
+use model_core::inference::InferenceForward;
 use model_core::models::Classifier;
 use model_core::{Dataset, Finding, MeanImage, Normalization, Step, StepReport, Verdict};
 use serde::{Deserialize, Serialize};
@@ -308,24 +308,21 @@ impl ImpactCheck {
         check_normalization(normalization, shape.channels)?;
         let device = device.clone().inner();
         let model = model.valid();
-        let (lowered, engine) = if !self.lowered {
-            (None, "turned off".to_string())
-        } else if !runs_on_host(&device) {
-            (None, "the device is not the CPU".to_string())
+        let lowered = if self.lowered {
+            InferenceForward::new(&model, &device)
         } else {
-            match model.inference_net() {
-                Ok(net) => (Some(net), String::new()),
-                Err(e) => (None, e.to_string()),
-            }
+            InferenceForward::burn(&model, "turned off")
         };
         let engine = Engine {
-            name: if lowered.is_some() { "lowered" } else { "burn" }.into(),
-            reason: engine,
+            name: if lowered.is_lowered() {
+                "lowered"
+            } else {
+                "burn"
+            }
+            .into(),
+            reason: lowered.reason().to_string(),
         };
-        let forward = |x: Tensor<4>| match &lowered {
-            Some(net) => net.forward(x),
-            None => model.forward(x),
-        };
+        let forward = |x: Tensor<4>| lowered.forward(x);
         let mut occlusion = self
             .occlusion
             .clone()

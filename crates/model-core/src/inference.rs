@@ -30,6 +30,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::dataset::SampleShape;
+use crate::models::Classifier;
 
 /// Why a model could not be lowered into an [`InferenceNet`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -494,6 +495,52 @@ pub fn runs_on_host(device: &Device) -> bool {
     Tensor::<1>::zeros([1], device)
         .try_into_primitive::<burn::backend::Flex>()
         .is_ok()
+}
+
+/// A classifier's forward for inference: through its [`InferenceNet`] when the device is the CPU
+/// and the model lowers, else Burn's own forward. One place decides, for every caller that runs a
+/// trained model many times (occlusion, evaluation).
+pub struct InferenceForward<'m, M: Classifier> {
+    model: &'m M,
+    /// The lowered net, or why Burn's forward runs instead.
+    net: Result<InferenceNet, String>,
+}
+
+impl<'m, M: Classifier> InferenceForward<'m, M> {
+    /// Lowered where it can be: `device` is the CPU and `model` describes itself.
+    pub fn new(model: &'m M, device: &Device) -> Self {
+        let net = if runs_on_host(device) {
+            model.inference_net().map_err(|e| e.to_string())
+        } else {
+            Err("the device is not the CPU".to_string())
+        };
+        InferenceForward { model, net }
+    }
+
+    /// Burn's forward, for the reason given.
+    pub fn burn(model: &'m M, reason: impl Into<String>) -> Self {
+        InferenceForward {
+            model,
+            net: Err(reason.into()),
+        }
+    }
+
+    /// Logits `[batch, classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match &self.net {
+            Ok(net) => net.forward(images),
+            Err(_) => self.model.forward(images),
+        }
+    }
+
+    pub fn is_lowered(&self) -> bool {
+        self.net.is_ok()
+    }
+
+    /// Why Burn's forward runs (empty when lowered).
+    pub fn reason(&self) -> &str {
+        self.net.as_ref().err().map_or("", String::as_str)
+    }
 }
 
 /// Rows of one im2col tile.

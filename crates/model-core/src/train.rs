@@ -758,20 +758,13 @@ pub fn evaluate<M: Classifier>(
     let started = Instant::now();
     let batcher = batcher.clone().in_order();
     let criterion = CrossEntropyLossConfig::new().init(device);
-    let lowered = if crate::inference::runs_on_host(device) {
-        model.inference_net().ok()
-    } else {
-        None
-    };
+    let lowered = crate::inference::InferenceForward::new(model, device);
     let (mut correct, mut loss_sum, mut images) = (0usize, 0f64, 0usize);
     for batch in batcher.host_batches(dataset, 0) {
         let batch = batch?;
         let n = batch.items.len();
         let tensors = batcher.to_tensors(&batch, device)?;
-        let logits = match &lowered {
-            Some(net) => net.forward(tensors.images),
-            None => model.forward(tensors.images),
-        };
+        let logits = lowered.forward(tensors.images);
         let loss = criterion.forward(logits.clone(), tensors.labels.clone());
         let hits = logits
             .argmax(1)
