@@ -3,8 +3,11 @@
 //! windows) and one 32x32 CIFAR-10 image through the real pre-trained ResNet-20 (window 8,
 //! stride 2: 169 windows). Each iteration is one whole occlusion map, the forward of the
 //! unoccluded input included; criterion's throughput is windows per second. `batched` and
-//! `unbatched` run the model lowered into an `InferenceNet` (the checklist's path on the CPU);
-//! `burn_batched` and `burn_unbatched` run Burn's own forward. `benches/captum/compare.sh` puts Captum's figures beside these.
+//! `unbatched` are the checklist's path on the CPU: the model lowered into an `InferenceNet`,
+//! each occluded copy recomputed only where its window reaches (`InferenceForward`);
+//! `whole_batched` and `whole_unbatched` run the lowered net over every copy whole;
+//! `burn_batched` and `burn_unbatched` run Burn's own forward. `benches/captum/compare.sh` puts
+//! Captum's figures beside these.
 //!
 //! Run: `cargo bench -p benches --bench occlusion`.
 
@@ -15,8 +18,9 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use impact::{Input, Occlusion, estimate_sample_bytes};
+use impact::{Forward, Input, Occlusion, estimate_sample_bytes};
 use model_core::bundled::{self, MnistSplit};
+use model_core::inference::InferenceForward;
 use model_core::models::{Classifier, LeNet, build_seeded};
 use model_core::{Dataset, LoadOptions, Normalization};
 
@@ -41,11 +45,15 @@ fn bench_model<M: Classifier>(
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8));
-    let lowered = |x: Tensor<4>| net.forward(x);
+    let incremental = InferenceForward::new(model, &device);
+    assert!(incremental.is_lowered(), "{}", incremental.reason());
+    let whole = |x: Tensor<4>| net.forward(x);
     let burn = |x: Tensor<4>| model.forward(x);
-    let engines: [(&str, &dyn Fn(Tensor<4>) -> Tensor<2>, Option<usize>); 4] = [
-        ("batched", &lowered, None),
-        ("unbatched", &lowered, Some(1)),
+    let engines: [(&str, &dyn Forward, Option<usize>); 6] = [
+        ("batched", &incremental, None),
+        ("unbatched", &incremental, Some(1)),
+        ("whole_batched", &whole, None),
+        ("whole_unbatched", &whole, Some(1)),
         ("burn_batched", &burn, None),
         ("burn_unbatched", &burn, Some(1)),
     ];
@@ -60,7 +68,7 @@ fn bench_model<M: Classifier>(
         }
         let occlusion = builder.build().expect("valid settings");
         let windows = occlusion
-            .occlude(&forward, input, &device)
+            .occlude(forward, input, &device)
             .expect("an occlusion map")
             .stats
             .windows;
@@ -69,7 +77,7 @@ fn bench_model<M: Classifier>(
             b.iter(|| {
                 black_box(
                     occlusion
-                        .occlude(&forward, input, &device)
+                        .occlude(forward, input, &device)
                         .expect("an occlusion map")
                         .base_probability,
                 )

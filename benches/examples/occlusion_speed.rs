@@ -3,8 +3,10 @@
 //! image through the real pre-trained ResNet-20 (window 8, stride 2: 169 windows), each call
 //! including the forward of the unoccluded input; batched by the memory budget, in batches of
 //! 64 (Captum's `perturbations_per_eval=64`) and one window at a time. Prints windows per second
-//! (the median of the repeats). `ours` is the path the checklist takes on the CPU, the model
-//! lowered into an `InferenceNet`; `burn` is the same maps through Burn's own forward.
+//! (the median of the repeats). `ours` is the path the checklist takes on the CPU: the model
+//! lowered into an `InferenceNet`, each occluded copy recomputed only where its window reaches
+//! (`InferenceForward`); `whole` runs the lowered net over every copy whole; `burn` is the same
+//! maps through Burn's own forward.
 //!
 //! Run: `cargo run --release -p benches --example occlusion_speed [-- --repeats 5]`
 
@@ -13,8 +15,9 @@ benches::use_mimalloc!();
 use std::time::Instant;
 
 use burn::prelude::*;
-use impact::{Input, Occlusion, estimate_sample_bytes};
+use impact::{Forward, Input, Occlusion, estimate_sample_bytes};
 use model_core::bundled::{self, MnistSplit};
+use model_core::inference::InferenceForward;
 use model_core::models::{Classifier, LeNet, build_seeded};
 use model_core::{Dataset, LoadOptions, Normalization};
 
@@ -29,7 +32,8 @@ fn first_image(data: &Dataset, normalization: &Normalization) -> Input {
     Input::from_pixels(&pixels, data.shape(), normalization).expect("an image")
 }
 
-/// Times `ours` (the lowered net) then `burn` (Burn's forward) in every mode; returns ours.
+/// Times `ours` (incremental), `whole` (the lowered net) then `burn` (Burn's forward) in every
+/// mode; returns ours.
 fn time<M: Classifier>(
     name: &str,
     model: &M,
@@ -40,10 +44,12 @@ fn time<M: Classifier>(
     repeats: usize,
 ) -> Vec<(String, f64)> {
     let net = model.inference_net().expect("the model lowers");
-    let lowered = |x: Tensor<4>| net.forward(x);
+    let incremental = InferenceForward::new(model, device);
+    assert!(incremental.is_lowered(), "{}", incremental.reason());
+    let whole = |x: Tensor<4>| net.forward(x);
     let burn = |x: Tensor<4>| model.forward(x);
-    let engines: [(&str, &dyn Fn(Tensor<4>) -> Tensor<2>); 2] =
-        [("ours", &lowered), ("burn", &burn)];
+    let engines: [(&str, &dyn Forward); 3] =
+        [("ours", &incremental), ("whole", &whole), ("burn", &burn)];
     let bytes = estimate_sample_bytes(model, device);
     let modes: [(&str, Option<usize>); 3] = [
         ("batched", None),
@@ -64,14 +70,14 @@ fn time<M: Classifier>(
             b = b.max_batch(cap);
         }
         let occlusion = b.build().expect("valid settings");
-        let _ = occlusion.occlude(&forward, input, device).expect("warm-up");
+        let _ = occlusion.occlude(forward, input, device).expect("warm-up");
         let mut per_second = Vec::new();
         let mut batch = 0;
         let mut windows = 0;
         for _ in 0..repeats {
             let started = Instant::now();
             let maps = occlusion
-                .occlude(&forward, input, device)
+                .occlude(forward, input, device)
                 .expect("occlusion");
             let seconds = started.elapsed().as_secs_f64();
             windows = maps.stats.windows;

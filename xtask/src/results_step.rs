@@ -30,6 +30,7 @@ pub fn run(cx: &StepContext<'_>) -> Result<StepReport, RunError> {
         .share_threshold(s.inside_share)
         .memory_budget(s.memory_budget_mib * 1024 * 1024)
         .lowered(s.lowered)
+        .incremental(s.incremental)
         .progress(true)
         .build()
         .map_err(|e| RunError::Usage(format!("results step: {e}")))?;

@@ -127,6 +127,7 @@ pub struct ResultsSettings {
     pub inside_share: f64,
     pub memory_budget_mib: usize,
     pub lowered: bool,
+    pub incremental: bool,
 }
 
 impl Default for ResultsSettings {
@@ -138,6 +139,7 @@ impl Default for ResultsSettings {
             inside_share: 0.5,
             memory_budget_mib: 512,
             lowered: true,
+            incremental: true,
         }
     }
 }
@@ -306,6 +308,10 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "results.lowered",
         "On the CPU, run the maps through the model lowered for batched inference (false: Burn's own forward).",
+    ),
+    (
+        "results.incremental",
+        "With the lowered model, recompute of each occluded copy only what its window reaches (false: every copy whole; the same maps).",
     ),
     (
         "baseline.accuracy_drop",

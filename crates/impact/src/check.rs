@@ -34,7 +34,7 @@ use serde_json::json;
 use crate::error::ImpactError;
 use crate::input::{Fill, Input, Target, check_normalization};
 use crate::occlusion::{
-    ImpactMaps, InverseMaps, Occlusion, OcclusionBuilder, OcclusionMaps, argmax,
+    Forward, ImpactMaps, InverseMaps, Occlusion, OcclusionBuilder, OcclusionMaps, argmax,
     estimate_sample_bytes,
 };
 use crate::region::{Rect, Region, inside_share};
@@ -52,6 +52,7 @@ pub struct ImpactCheck {
     base: Option<MeanImage>,
     candidates: usize,
     lowered: bool,
+    incremental: bool,
 }
 
 /// Builds an [`ImpactCheck`].
@@ -66,6 +67,7 @@ pub struct ImpactCheckBuilder {
     base: Option<MeanImage>,
     candidates: usize,
     lowered: bool,
+    incremental: bool,
 }
 
 impl Default for ImpactCheckBuilder {
@@ -80,6 +82,7 @@ impl Default for ImpactCheckBuilder {
             base: None,
             candidates: 20,
             lowered: true,
+            incremental: true,
         }
     }
 }
@@ -179,6 +182,15 @@ impl ImpactCheckBuilder {
         self
     }
 
+    /// With the lowered forward, recompute of each perturbed copy only the pixels its window
+    /// reaches, layer by layer, from the reference input's activations (default true; the same
+    /// maps, see [`model_core::inference::InferenceNet::forward_near`]). False runs every copy
+    /// whole.
+    pub fn incremental(mut self, incremental: bool) -> Self {
+        self.incremental = incremental;
+        self
+    }
+
     pub fn build(self) -> Result<ImpactCheck, ImpactError> {
         if !(0.0..=1.0).contains(&self.share_threshold) {
             return Err(ImpactError::Option {
@@ -206,6 +218,7 @@ impl ImpactCheckBuilder {
             base: self.base,
             candidates: self.candidates,
             lowered: self.lowered,
+            incremental: self.incremental,
         })
     }
 }
@@ -255,6 +268,9 @@ pub struct Engine {
     pub name: String,
     /// Why Burn's forward ran (empty when lowered).
     pub reason: String,
+    /// Whether each perturbed copy recomputed only what its window reaches (lowered only).
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 impl ImpactOutcome {
@@ -321,8 +337,15 @@ impl ImpactCheck {
             }
             .into(),
             reason: lowered.reason().to_string(),
+            incremental: lowered.is_lowered() && self.incremental,
         };
         let forward = |x: Tensor<4>| lowered.forward(x);
+        // The maps' forward: incremental, or every copy whole.
+        let maps: &dyn Forward = if engine.incremental {
+            &lowered
+        } else {
+            &forward
+        };
         let mut occlusion = self
             .occlusion
             .clone()
@@ -360,8 +383,8 @@ impl ImpactCheck {
             let class_name = held_out.class_names()[label].clone();
             bar.set_message(class_name.clone());
             let input = Input::from_pixels(&pixels, shape, normalization)?;
-            let occ = occlusion.occlude(&forward, &input, &device)?;
-            let inverse = occlusion.inverse(&forward, &input, &device)?;
+            let occ = occlusion.occlude(maps, &input, &device)?;
+            let inverse = occlusion.inverse(maps, &input, &device)?;
             windows += occ.stats.windows + inverse.stats.windows;
             map_seconds += occ.stats.seconds + inverse.stats.seconds;
             let values: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
@@ -395,7 +418,7 @@ impl ImpactCheck {
             None => held_out.mean_images()?.overall,
         };
         let base = Input::from_mean(&mean, normalization)?;
-        let model_impact = occlusion.model_impact(&forward, &base, &device)?;
+        let model_impact = occlusion.model_impact(maps, &base, &device)?;
         windows += model_impact.stats.windows;
         map_seconds += model_impact.stats.seconds;
         if let Some(dir) = &out_dir {

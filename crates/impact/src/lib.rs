@@ -46,7 +46,7 @@ pub use error::ImpactError;
 pub use geometry::{Map, Window};
 pub use input::{Fill, Input, Target};
 pub use occlusion::{
-    DEFAULT_MEMORY_BUDGET, ImpactMaps, InverseMaps, Occlusion, OcclusionBuilder, OcclusionMaps,
-    RunStats, estimate_sample_bytes,
+    DEFAULT_MEMORY_BUDGET, Forward, ImpactMaps, InverseMaps, Occlusion, OcclusionBuilder,
+    OcclusionMaps, RunStats, estimate_sample_bytes,
 };
 pub use region::{Rect, Region, inside_share};

@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use burn::prelude::*;
+use model_core::inference::InferenceForward;
 use model_core::models::Classifier;
 use model_core::tap::{Tap, TapDetail};
 use model_core::{Normalization, SampleShape};
@@ -19,6 +20,40 @@ use serde::{Deserialize, Serialize};
 use crate::error::ImpactError;
 use crate::geometry::{Map, Window, average};
 use crate::input::{Fill, Input, Target};
+
+/// The model as the engine runs it: logits `[batch, classes]` for a batch of inputs.
+///
+/// Any `Fn(Tensor<4>) -> Tensor<2>` is one (`|x| model.forward(x)`). A
+/// [`InferenceForward`] is one that also computes inputs near a reference incrementally: every
+/// perturbed copy the engine makes equals one reference input (the unoccluded input, the
+/// all-fill input, the base) outside its window, and the engine says which.
+pub trait Forward {
+    /// Logits of `images`.
+    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// Logits of `images`, which equal `reference` (one input, channels first) outside a window;
+    /// the same figures as [`Self::logits`], however computed.
+    fn logits_near(&self, reference: &[f32], images: Tensor<4>) -> Tensor<2> {
+        let _ = reference;
+        self.logits(images)
+    }
+}
+
+impl<F: Fn(Tensor<4>) -> Tensor<2>> Forward for F {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self(images)
+    }
+}
+
+impl<M: Classifier> Forward for InferenceForward<'_, M> {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+
+    fn logits_near(&self, reference: &[f32], images: Tensor<4>) -> Tensor<2> {
+        self.forward_near(reference, images)
+    }
+}
 
 /// The memory budget when none is given: 256 MiB of activations per batch.
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
@@ -103,8 +138,9 @@ pub struct ImpactMaps {
 
 /// Occlusion settings; see the module documentation. Built with [`Occlusion::builder`].
 ///
-/// The methods take the model as `forward`, any `Fn(Tensor<4>) -> Tensor<2>` returning logits
-/// (`|x| model.forward(x)` for a [`Classifier`]), and the `device` the perturbed inputs are
+/// The methods take the model as `forward`, a [`Forward`]: any `Fn(Tensor<4>) -> Tensor<2>`
+/// returning logits (`|x| model.forward(x)` for a [`Classifier`]), or an [`InferenceForward`],
+/// which recomputes of each perturbed copy only what its window reaches; and the `device` the perturbed inputs are
 /// created on: pass a model from `valid()` and a plain device (`device.clone().inner()`) so no
 /// autodiff graph is built; [`crate::ImpactCheck::run`] does both itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -328,14 +364,14 @@ impl Occlusion {
         device: &Device,
     ) -> Result<(Window, Vec<(usize, usize)>, Logits), ImpactError>
     where
-        F: Fn(Tensor<4>) -> Tensor<2>,
+        F: Forward + ?Sized,
     {
         let shape = input.shape();
         let window = self.window_for(shape)?;
         let positions = window.positions(shape.height, shape.width)?;
         let values = paint.resolve(shape.channels, self.normalization.as_ref())?;
         let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
-        let all = eval.run(1 + positions.len(), |i, out| {
+        let all = eval.run(1 + positions.len(), Some(input.values()), |i, out| {
             out.copy_from_slice(input.values());
             if i > 0 {
                 paint_fill(out, shape, &window, positions[i - 1], &values);
@@ -352,7 +388,7 @@ impl Occlusion {
         device: &Device,
     ) -> Result<OcclusionMaps, ImpactError>
     where
-        F: Fn(Tensor<4>) -> Tensor<2>,
+        F: Forward + ?Sized,
     {
         let started = Instant::now();
         let shape = input.shape();
@@ -399,7 +435,7 @@ impl Occlusion {
         device: &Device,
     ) -> Result<InverseMaps, ImpactError>
     where
-        F: Fn(Tensor<4>) -> Tensor<2>,
+        F: Forward + ?Sized,
     {
         let started = Instant::now();
         let shape = input.shape();
@@ -410,8 +446,11 @@ impl Occlusion {
             .resolve(shape.channels, self.normalization.as_ref())?;
         let eval = Evaluator::new(forward, device, self.batch_size(shape), shape);
         // The input itself (for the predicted label), the all-fill input, then one all-fill copy
-        // per window showing the input there, in the same batches.
-        let all = eval.run(2 + positions.len(), |i, out| {
+        // per window showing the input there, in the same batches; all but the first equal the
+        // all-fill input outside their window.
+        let mut all_fill = vec![0f32; shape.len()];
+        paint_all(&mut all_fill, shape, &fill);
+        let all = eval.run(2 + positions.len(), Some(&all_fill), |i, out| {
             if i == 0 {
                 out.copy_from_slice(input.values());
             } else {
@@ -459,7 +498,7 @@ impl Occlusion {
         device: &Device,
     ) -> Result<ImpactMaps, ImpactError>
     where
-        F: Fn(Tensor<4>) -> Tensor<2>,
+        F: Forward + ?Sized,
     {
         let started = Instant::now();
         let shape = base.shape();
@@ -528,7 +567,7 @@ impl Occlusion {
 }
 
 /// Sends perturbed copies through the model in batches.
-struct Evaluator<'a, F> {
+struct Evaluator<'a, F: ?Sized> {
     forward: &'a F,
     device: &'a Device,
     batch: usize,
@@ -543,7 +582,7 @@ struct Logits {
     largest: usize,
 }
 
-impl<'a, F: Fn(Tensor<4>) -> Tensor<2>> Evaluator<'a, F> {
+impl<'a, F: Forward + ?Sized> Evaluator<'a, F> {
     fn new(forward: &'a F, device: &'a Device, batch: usize, shape: SampleShape) -> Self {
         Evaluator {
             forward,
@@ -553,8 +592,14 @@ impl<'a, F: Fn(Tensor<4>) -> Tensor<2>> Evaluator<'a, F> {
         }
     }
 
-    /// The logits of `n` inputs, input `i` written into its slice by `make(i, slice)`.
-    fn run(&self, n: usize, make: impl Fn(usize, &mut [f32])) -> Result<Logits, ImpactError> {
+    /// The logits of `n` inputs, input `i` written into its slice by `make(i, slice)`; inputs
+    /// that equal `reference` but in a window go to [`Forward::logits_near`].
+    fn run(
+        &self,
+        n: usize,
+        reference: Option<&[f32]>,
+        make: impl Fn(usize, &mut [f32]),
+    ) -> Result<Logits, ImpactError> {
         let len = self.shape.len();
         let mut out = Logits {
             logits: Vec::new(),
@@ -571,7 +616,10 @@ impl<'a, F: Fn(Tensor<4>) -> Tensor<2>> Evaluator<'a, F> {
             }
             let dims = [m, self.shape.channels, self.shape.height, self.shape.width];
             let x = Tensor::<4>::from_data(TensorData::new(values, dims), self.device);
-            let logits = (self.forward)(x);
+            let logits = match reference {
+                Some(r) => self.forward.logits_near(r, x),
+                None => self.forward.logits(x),
+            };
             let [rows, classes] = logits.dims();
             if rows != m || classes == 0 || (out.classes != 0 && classes != out.classes) {
                 return Err(ImpactError::Model {

@@ -21,7 +21,7 @@
 //!
 //! [`Classifier::inference_net`]: crate::models::Classifier::inference_net
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
@@ -31,6 +31,9 @@ use rayon::prelude::*;
 
 use crate::dataset::SampleShape;
 use crate::models::Classifier;
+
+mod near;
+pub use near::Reference;
 
 /// Why a model could not be lowered into an [`InferenceNet`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,6 +89,13 @@ struct ConvOp {
     bias: Vec<f32>,
     relu: bool,
     shortcut: Option<(Shortcut, Dims)>,
+}
+
+impl ConvOp {
+    /// Values in one im2col row (one group's patch).
+    fn patch_len(&self) -> usize {
+        self.kernel[0] * self.kernel[1] * self.input.c / self.groups
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -504,6 +514,8 @@ pub struct InferenceForward<'m, M: Classifier> {
     model: &'m M,
     /// The lowered net, or why Burn's forward runs instead.
     net: Result<InferenceNet, String>,
+    /// The last reference image of [`Self::forward_near`] and its activations.
+    reference: Mutex<Option<Arc<Reference>>>,
 }
 
 impl<'m, M: Classifier> InferenceForward<'m, M> {
@@ -514,7 +526,11 @@ impl<'m, M: Classifier> InferenceForward<'m, M> {
         } else {
             Err("the device is not the CPU".to_string())
         };
-        InferenceForward { model, net }
+        InferenceForward {
+            model,
+            net,
+            reference: Mutex::new(None),
+        }
     }
 
     /// Burn's forward, for the reason given.
@@ -522,6 +538,7 @@ impl<'m, M: Classifier> InferenceForward<'m, M> {
         InferenceForward {
             model,
             net: Err(reason.into()),
+            reference: Mutex::new(None),
         }
     }
 
@@ -533,6 +550,37 @@ impl<'m, M: Classifier> InferenceForward<'m, M> {
         }
     }
 
+    /// Logits `[batch, classes]` for images that equal `reference` (one image, channels first)
+    /// but in a window, as occlusion makes them: the lowered net recomputes only what each
+    /// image's difference reaches ([`InferenceNet::forward_near`]; the reference's activations
+    /// are computed once and kept for the next call with the same reference). Burn's forward
+    /// runs the images whole.
+    pub fn forward_near(&self, reference: &[f32], images: Tensor<4>) -> Tensor<2> {
+        let net = match &self.net {
+            Ok(net) if reference.len() == net.input.len() => net,
+            Ok(net) => return net.forward(images),
+            Err(_) => return self.model.forward(images),
+        };
+        let kept = {
+            let mut cache = self.reference.lock().unwrap_or_else(|e| e.into_inner());
+            match cache.as_ref() {
+                Some(r) if same_bits(r.image(), reference) => Arc::clone(r),
+                _ => {
+                    let r = Arc::new(net.reference(reference));
+                    *cache = Some(Arc::clone(&r));
+                    r
+                }
+            }
+        };
+        let device = images.device();
+        let [batch, ..] = images.dims();
+        let values = images
+            .try_into_vec_as::<f32>()
+            .expect("a float tensor readable on the host");
+        let logits = net.forward_near(&kept, &values, batch);
+        Tensor::from_data(TensorData::new(logits, [batch, net.classes]), &device)
+    }
+
     pub fn is_lowered(&self) -> bool {
         self.net.is_ok()
     }
@@ -541,6 +589,10 @@ impl<'m, M: Classifier> InferenceForward<'m, M> {
     pub fn reason(&self) -> &str {
         self.net.as_ref().err().map_or("", String::as_str)
     }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Rows of one im2col tile.
@@ -671,29 +723,44 @@ impl InferenceNet {
             "forward_host: {batch} images of {}",
             self.input
         );
+        self.forward_split(images, batch, |ops, _, x, n, par| {
+            self.run(ops, x, n, par, None)
+        })
+    }
+
+    /// The batch through the network, `head` running the convolutional part: `head(ops, first,
+    /// x, n, par)` takes `ops` over images `first..first + n` (channels-last `x`), `par` telling
+    /// it to split each layer between the threads.
+    ///
+    /// Few images go through whole, each layer's output tiles shared between the threads. Many
+    /// images: the threads take chunks of a few through the convolutional part, so every
+    /// activation stays in the core's cache from one layer to the next; the fully connected tail
+    /// then runs once over the whole batch (its weights are the large part, packed once per
+    /// call).
+    fn forward_split<H>(&self, images: &[f32], batch: usize, head: H) -> Vec<f32>
+    where
+        H: Fn(&[Op], usize, Vec<f32>, usize, bool) -> Vec<f32> + Sync,
+    {
+        let per_image = self.input.len();
         let threads = rayon::current_num_threads().max(1);
         let chunk = self.chunk_images();
         if batch < 2 * threads || batch <= chunk {
-            // Too few images to share out: each layer's output tiles are shared instead.
             let x = self.channels_last(images);
-            return self.run(&self.ops, x, batch, true);
+            return head(&self.ops, 0, x, batch, true);
         }
-        // Many images: the threads take chunks of a few images through the convolutional part,
-        // so every activation stays in the core's cache from one layer to the next; the fully
-        // connected tail then runs once over the whole batch (its weights are the large part,
-        // packed once per call).
         let split = self
             .ops
             .iter()
             .position(|op| matches!(op, Op::Linear(_)))
             .unwrap_or(self.ops.len());
-        let (head, tail) = self.ops.split_at(split);
+        let (head_ops, tail) = self.ops.split_at(split);
         let parts: Vec<Vec<f32>> = images
             .par_chunks(chunk * per_image)
-            .map(|src| {
+            .enumerate()
+            .map(|(i, src)| {
                 let n = src.len() / per_image;
                 let x = self.channels_last(src);
-                self.run(head, x, n, false)
+                head(head_ops, i * chunk, x, n, false)
             })
             .collect();
         let features = parts.iter().map(Vec::len).sum();
@@ -704,7 +771,7 @@ impl InferenceNet {
             at += part.len();
             self.recycle(part);
         }
-        self.run(tail, x, batch, true)
+        self.run(tail, x, batch, true, None)
     }
 
     /// `images` (channels first) in a channels-last buffer.
@@ -750,71 +817,94 @@ impl InferenceNet {
     }
 
     /// `ops` over `batch` channels-last samples; `par`: split each layer between the threads.
-    fn run(&self, ops: &[Op], input: Vec<f32>, batch: usize, par: bool) -> Vec<f32> {
+    /// `record` receives a copy of every op's output (empty for `save`).
+    fn run(
+        &self,
+        ops: &[Op],
+        input: Vec<f32>,
+        batch: usize,
+        par: bool,
+        mut record: Option<&mut Vec<Vec<f32>>>,
+    ) -> Vec<f32> {
         let mut cur = input;
         let mut saved: Option<Vec<f32>> = None;
         for op in ops {
-            match op {
-                Op::Save => {
-                    // The next convolution reads `cur` and writes a new buffer; the shortcut
-                    // keeps `cur` itself (a copy would cost a pass over memory per block).
-                    saved = Some(std::mem::take(&mut cur));
-                }
-                Op::Conv(conv) => {
-                    let mut out = self.buffer(batch * conv.output.len());
-                    let input: &[f32] = if cur.is_empty() {
-                        saved.as_deref().unwrap_or(&[])
-                    } else {
-                        &cur
-                    };
-                    let shortcut = conv
-                        .shortcut
-                        .map(|(s, dims)| (s, dims, saved.as_deref().expect("a saved shortcut")));
-                    conv_forward(conv, input, shortcut, &mut out, batch, par);
-                    if conv.shortcut.is_some() {
-                        if let Some(s) = saved.take() {
-                            self.recycle(s);
-                        }
-                    }
-                    let old = std::mem::replace(&mut cur, out);
-                    self.recycle(old);
-                }
-                Op::MaxPool(pool) => {
-                    let mut out = self.buffer(batch * pool.output.len());
-                    max_pool_forward(pool, &cur, &mut out);
-                    let old = std::mem::replace(&mut cur, out);
-                    self.recycle(old);
-                }
-                Op::GlobalAvgPool { input } => {
-                    let mut out = self.buffer(batch * input.c);
-                    let plane = input.h * input.w;
-                    out.chunks_mut(input.c)
-                        .zip(cur.chunks(input.len()))
-                        .for_each(|(dst, src)| {
-                            dst.fill(0.0);
-                            for px in src.chunks_exact(input.c) {
-                                for (d, v) in dst.iter_mut().zip(px) {
-                                    *d += v;
-                                }
-                            }
-                            let inv = 1.0 / plane as f32;
-                            dst.iter_mut().for_each(|d| *d *= inv);
-                        });
-                    let old = std::mem::replace(&mut cur, out);
-                    self.recycle(old);
-                }
-                Op::Linear(linear) => {
-                    let mut out = self.buffer(batch * linear.dout);
-                    linear_forward(linear, &cur, &mut out, batch, par);
-                    let old = std::mem::replace(&mut cur, out);
-                    self.recycle(old);
-                }
+            self.step(op, &mut cur, &mut saved, batch, par);
+            if let Some(r) = record.as_deref_mut() {
+                r.push(cur.clone());
             }
         }
         if let Some(s) = saved {
             self.recycle(s);
         }
         cur
+    }
+
+    /// One op of [`Self::run`]: `cur` becomes its output.
+    fn step(
+        &self,
+        op: &Op,
+        cur: &mut Vec<f32>,
+        saved: &mut Option<Vec<f32>>,
+        batch: usize,
+        par: bool,
+    ) {
+        match op {
+            Op::Save => {
+                // The next convolution reads `cur` and writes a new buffer; the shortcut
+                // keeps `cur` itself (a copy would cost a pass over memory per block).
+                *saved = Some(std::mem::take(cur));
+            }
+            Op::Conv(conv) => {
+                let mut out = self.buffer(batch * conv.output.len());
+                let input: &[f32] = if cur.is_empty() {
+                    saved.as_deref().unwrap_or(&[])
+                } else {
+                    cur
+                };
+                let shortcut = conv
+                    .shortcut
+                    .map(|(s, dims)| (s, dims, saved.as_deref().expect("a saved shortcut")));
+                conv_forward(conv, input, shortcut, &mut out, batch, par);
+                if conv.shortcut.is_some() {
+                    if let Some(s) = saved.take() {
+                        self.recycle(s);
+                    }
+                }
+                let old = std::mem::replace(cur, out);
+                self.recycle(old);
+            }
+            Op::MaxPool(pool) => {
+                let mut out = self.buffer(batch * pool.output.len());
+                max_pool_forward(pool, cur, &mut out);
+                let old = std::mem::replace(cur, out);
+                self.recycle(old);
+            }
+            Op::GlobalAvgPool { input } => {
+                let mut out = self.buffer(batch * input.c);
+                let plane = input.h * input.w;
+                out.chunks_mut(input.c)
+                    .zip(cur.chunks(input.len()))
+                    .for_each(|(dst, src)| {
+                        dst.fill(0.0);
+                        for px in src.chunks_exact(input.c) {
+                            for (d, v) in dst.iter_mut().zip(px) {
+                                *d += v;
+                            }
+                        }
+                        let inv = 1.0 / plane as f32;
+                        dst.iter_mut().for_each(|d| *d *= inv);
+                    });
+                let old = std::mem::replace(cur, out);
+                self.recycle(old);
+            }
+            Op::Linear(linear) => {
+                let mut out = self.buffer(batch * linear.dout);
+                linear_forward(linear, cur, &mut out, batch, par);
+                let old = std::mem::replace(cur, out);
+                self.recycle(old);
+            }
+        }
     }
 
     /// Logits `[batch, classes]` for a batch of images, on the images' device.
@@ -839,22 +929,15 @@ fn conv_forward(
     batch: usize,
     par: bool,
 ) {
-    let Dims {
-        h: ih,
-        w: iw,
-        c: cin,
-    } = op.input;
+    let cin = op.input.c;
     let Dims {
         h: oh,
         w: ow,
         c: cout,
     } = op.output;
-    let [kh, kw] = op.kernel;
-    let [sh, sw] = op.stride;
-    let [pt, pl] = op.pad;
     let groups = op.groups;
-    let (cin_g, cout_g) = (cin / groups, cout / groups);
-    let k = kh * kw * cin_g;
+    let cout_g = cout / groups;
+    let k = op.patch_len();
     let rows_total = batch * oh * ow;
     // Small batches (one image) still split across the threads.
     let threads = if par {
@@ -880,36 +963,9 @@ fn conv_forward(
             for g in 0..groups {
                 // im2col: each row the (ky, kx, ci) patch of one output pixel, the group's input
                 // channels. The pixel's coordinates advance with the row (no division per row).
-                let c0 = g * cin_g;
                 let mut at = PixelCursor::new(first, op.output);
-                let run = kw * cin_g;
                 for row in col.chunks_exact_mut(k) {
-                    let PixelCursor { b, oy, ox } = at;
-                    let x0 = (ox * sw).wrapping_sub(pl);
-                    // One contiguous run per kernel row when it lies inside and holds every channel.
-                    let whole_run = groups == 1 && x0 < iw && x0 + kw <= iw;
-                    for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
-                        let iy = (oy * sh + ky).wrapping_sub(pt);
-                        if iy >= ih {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let base = (b * ih + iy) * iw;
-                        if whole_run {
-                            let s = (base + x0) * cin;
-                            copy_run(dst, &input[s..s + run]);
-                        } else {
-                            for (kx, d) in dst.chunks_exact_mut(cin_g).enumerate() {
-                                let ix = (ox * sw + kx).wrapping_sub(pl);
-                                if ix < iw {
-                                    let s = (base + ix) * cin + c0;
-                                    copy_run(d, &input[s..s + cin_g]);
-                                } else {
-                                    d.fill(0.0);
-                                }
-                            }
-                        }
-                    }
+                    patch_row(op, input, g, at, row);
                     at.advance(1, op.output);
                 }
                 let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
@@ -927,33 +983,8 @@ fn conv_forward(
         }
         // Epilogue while the tile is in cache: bias, shortcut, ReLU.
         let mut at = PixelCursor::new(first, op.output);
-        for r in 0..rows {
-            let o = &mut out_tile[r * cout..(r + 1) * cout];
-            for (v, b) in o.iter_mut().zip(&op.bias) {
-                *v += b;
-            }
-            if let Some((kind, dims, saved)) = shortcut {
-                let p = first + r;
-                let PixelCursor { b, oy, ox } = at;
-                match kind {
-                    Shortcut::Identity => {
-                        let s = &saved[p * cout..(p + 1) * cout];
-                        o.iter_mut().zip(s).for_each(|(v, s)| *v += s);
-                    }
-                    Shortcut::SubsamplePad { stride, pad } => {
-                        let (y, x) = (oy * stride, ox * stride);
-                        let at = ((b * dims.h + y) * dims.w + x) * dims.c;
-                        let s = &saved[at..at + dims.c];
-                        o[pad..pad + dims.c]
-                            .iter_mut()
-                            .zip(s)
-                            .for_each(|(v, s)| *v += s);
-                    }
-                }
-            }
-            if op.relu {
-                o.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+        for o in out_tile.chunks_exact_mut(cout) {
+            epilogue_row(op, o, shortcut, at);
             at.advance(1, op.output);
         }
     };
@@ -966,6 +997,83 @@ fn conv_forward(
         out.chunks_mut(tile * cout)
             .enumerate()
             .for_each(|job| tile_work(&mut col, job));
+    }
+}
+
+/// One im2col row: the (ky, kx, ci) patch under output pixel `at`, group `g`'s input channels.
+#[inline]
+fn patch_row(op: &ConvOp, input: &[f32], g: usize, at: PixelCursor, row: &mut [f32]) {
+    let Dims {
+        h: ih,
+        w: iw,
+        c: cin,
+    } = op.input;
+    let [_, kw] = op.kernel;
+    let [sh, sw] = op.stride;
+    let [pt, pl] = op.pad;
+    let cin_g = cin / op.groups;
+    let c0 = g * cin_g;
+    let run = kw * cin_g;
+    let PixelCursor { b, oy, ox } = at;
+    let x0 = (ox * sw).wrapping_sub(pl);
+    // One contiguous run per kernel row when it lies inside and holds every channel.
+    let whole_run = op.groups == 1 && x0 < iw && x0 + kw <= iw;
+    for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
+        let iy = (oy * sh + ky).wrapping_sub(pt);
+        if iy >= ih {
+            dst.fill(0.0);
+            continue;
+        }
+        let base = (b * ih + iy) * iw;
+        if whole_run {
+            let s = (base + x0) * cin;
+            copy_run(dst, &input[s..s + run]);
+        } else {
+            for (kx, d) in dst.chunks_exact_mut(cin_g).enumerate() {
+                let ix = (ox * sw + kx).wrapping_sub(pl);
+                if ix < iw {
+                    let s = (base + ix) * cin + c0;
+                    copy_run(d, &input[s..s + cin_g]);
+                } else {
+                    d.fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Bias, shortcut and ReLU on the product `o` of output pixel `at`.
+#[inline]
+fn epilogue_row(op: &ConvOp, o: &mut [f32], shortcut: Option<ShortcutView<'_>>, at: PixelCursor) {
+    let Dims {
+        h: oh,
+        w: ow,
+        c: cout,
+    } = op.output;
+    for (v, b) in o.iter_mut().zip(&op.bias) {
+        *v += b;
+    }
+    if let Some((kind, dims, saved)) = shortcut {
+        let PixelCursor { b, oy, ox } = at;
+        match kind {
+            Shortcut::Identity => {
+                let p = (b * oh + oy) * ow + ox;
+                let s = &saved[p * cout..(p + 1) * cout];
+                o.iter_mut().zip(s).for_each(|(v, s)| *v += s);
+            }
+            Shortcut::SubsamplePad { stride, pad } => {
+                let (y, x) = (oy * stride, ox * stride);
+                let at = ((b * dims.h + y) * dims.w + x) * dims.c;
+                let s = &saved[at..at + dims.c];
+                o[pad..pad + dims.c]
+                    .iter_mut()
+                    .zip(s)
+                    .for_each(|(v, s)| *v += s);
+            }
+        }
+    }
+    if op.relu {
+        o.iter_mut().for_each(|v| *v = v.max(0.0));
     }
 }
 
@@ -1067,31 +1175,42 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 }
 
 fn max_pool_forward(op: &PoolOp, input: &[f32], out: &mut [f32]) {
-    let Dims { h: ih, w: iw, c } = op.input;
-    let Dims { h: oh, w: ow, .. } = op.output;
-    let [kh, kw] = op.kernel;
-    let [sh, sw] = op.stride;
+    let Dims { h: oh, w: ow, c } = op.output;
     out.chunks_mut(oh * ow * c)
-        .zip(input.chunks(ih * iw * c))
+        .zip(input.chunks(op.input.len()))
         .for_each(|(dst, src)| {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let o = &mut dst[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
-                    o.fill(f32::NEG_INFINITY);
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let s = ((oy * sh + ky) * iw + ox * sw + kx) * c;
-                            // NaN propagates, as in Burn's max pool.
-                            for (v, x) in o.iter_mut().zip(&src[s..s + c]) {
-                                if *x > *v || x.is_nan() {
-                                    *v = *x;
-                                }
-                            }
-                        }
-                    }
+                    pool_pixel(
+                        op,
+                        src,
+                        &mut dst[(oy * ow + ox) * c..(oy * ow + ox + 1) * c],
+                        oy,
+                        ox,
+                    );
                 }
             }
         });
+}
+
+/// The max over the window of output pixel (`oy`, `ox`) of one image `src`, into `o`.
+#[inline]
+fn pool_pixel(op: &PoolOp, src: &[f32], o: &mut [f32], oy: usize, ox: usize) {
+    let Dims { w: iw, c, .. } = op.input;
+    let [kh, kw] = op.kernel;
+    let [sh, sw] = op.stride;
+    o.fill(f32::NEG_INFINITY);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let s = ((oy * sh + ky) * iw + ox * sw + kx) * c;
+            // NaN propagates, as in Burn's max pool.
+            for (v, x) in o.iter_mut().zip(&src[s..s + c]) {
+                if *x > *v || x.is_nan() {
+                    *v = *x;
+                }
+            }
+        }
+    }
 }
 
 fn linear_forward(op: &LinearOp, input: &[f32], out: &mut [f32], batch: usize, par: bool) {

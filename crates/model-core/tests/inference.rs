@@ -30,6 +30,41 @@ fn burn_logits<M: Classifier>(model: &M, values: &[f32], batch: usize) -> Vec<f3
     model.forward(x).try_into_vec_as::<f32>().unwrap()
 }
 
+/// `batch` copies of `reference` (one image), each with a random rectangle (over every
+/// channel) set to random values, as occlusion makes them; the first copy is left as it is and
+/// the last is changed everywhere.
+fn near_images(seed: u64, reference: &[f32], shape: SampleShape, batch: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xa11ce);
+    let (h, w) = (shape.height, shape.width);
+    let mut images = Vec::with_capacity(batch * shape.len());
+    for i in 0..batch {
+        let mut image = reference.to_vec();
+        let (y0, x0, y1, x1) = if i == batch - 1 && batch > 1 {
+            (0, 0, h, w)
+        } else if i == 0 {
+            (0, 0, 0, 0)
+        } else {
+            let (y0, x0) = (rng.random_range(0..h), rng.random_range(0..w));
+            (
+                y0,
+                x0,
+                rng.random_range(y0 + 1..=h),
+                rng.random_range(x0 + 1..=w),
+            )
+        };
+        let v = rng.random_range(-2.0f32..2.0);
+        for c in 0..shape.channels {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    image[(c * h + y) * w + x] = if rng.random_bool(0.5) { v } else { -v };
+                }
+            }
+        }
+        images.extend(image);
+    }
+    images
+}
+
 /// The largest difference, relative to the largest logit magnitude (at least 1).
 fn worst_relative(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -172,6 +207,14 @@ fn alexnet_lowered_equals_burns_forward() {
         &burn_logits(&model, &values, 2),
     );
     assert!(worst < 1e-4, "relative difference {worst}");
+    // Near the first image, through the incremental path (stride 4, grouped, pooled regions).
+    let reference = net.reference(&values[..model.input_shape().len()]);
+    let near = near_images(3, reference.image(), model.input_shape(), 3);
+    let worst = worst_relative(
+        &net.forward_near(&reference, &near, 3),
+        &net.forward_host(&near, 3),
+    );
+    assert!(worst < 1e-5, "incremental: relative difference {worst}");
 }
 
 proptest! {
@@ -241,6 +284,48 @@ proptest! {
             .unwrap();
         let worst = worst_relative(&net.forward_host(&values, batch), &burn);
         prop_assert!(worst < 1e-5, "relative difference {}", worst);
+        // The same geometry through the incremental path, near the first image.
+        let reference = net.reference(&values[..shape.len()]);
+        let near = near_images(seed, reference.image(), shape, batch);
+        let whole = net.forward_host(&near, batch);
+        let worst = worst_relative(&net.forward_near(&reference, &near, batch), &whole);
+        prop_assert!(worst < 1e-5, "incremental: relative difference {}", worst);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// Inputs that equal a reference image but in a rectangle, through the incremental path:
+    /// the logits of the whole forward, for LeNet (one image up to chunks of many) and
+    /// ResNet-20 (both shortcuts: the changed region follows the residual add).
+    #[test]
+    fn forward_near_equals_the_whole_forward(seed in 0u64..1_000, batch in 1usize..160) {
+        let lenet = build_seeded(&Device::flex(), seed, LeNet::mnist);
+        let net = lenet.inference_net().unwrap();
+        let shape = lenet.input_shape();
+        let reference = net.reference(&random_images(seed, 1, shape));
+        let images = near_images(seed, reference.image(), shape, batch);
+        let whole = net.forward_host(&images, batch);
+        let near = net.forward_near(&reference, &images, batch);
+        let worst = worst_relative(&near, &whole);
+        prop_assert!(worst < 1e-5, "lenet: relative difference {}", worst);
+        // A copy left as the reference gives the reference's logits (up to the rounding of a
+        // fully connected product over another batch size).
+        let worst = worst_relative(&near[..10], reference.logits());
+        prop_assert!(worst < 1e-5, "unchanged copy: relative difference {}", worst);
+
+        let resnet = resnet_with_statistics(seed);
+        let net = resnet.inference_net().unwrap();
+        let shape = resnet.input_shape();
+        let batch = batch / 4 + 1;
+        let reference = net.reference(&random_images(seed, 1, shape));
+        let images = near_images(seed, reference.image(), shape, batch);
+        let worst = worst_relative(
+            &net.forward_near(&reference, &images, batch),
+            &net.forward_host(&images, batch),
+        );
+        prop_assert!(worst < 1e-5, "resnet20: relative difference {}", worst);
     }
 }
 
