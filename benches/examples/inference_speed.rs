@@ -2,7 +2,10 @@
 //! (28x28) and the real ResNet-20 (32x32), at the batch sizes occlusion uses (all windows of
 //! one map in one batch, and one window at a time). Interleaved runs, medians. Then the ceiling:
 //! the multiply-adds per second of one thread's matrix product on a ResNet-20 stage-1 tile (455 x 144
-//! times 144 x 16), with nothing else around it.
+//! times 144 x 16), with nothing else around it. Last, occlusion's inputs (every window of a map
+//! painted with zeros) through the whole lowered forward and through the incremental one
+//! (`forward_near`, from the unoccluded image's activations), all windows in one batch and one
+//! window per call, interleaved.
 //!
 //! Run: `cargo run --release -p benches --example inference_speed [-- REPEATS]`
 
@@ -72,6 +75,64 @@ fn gemm_rate(m: usize, k: usize, n: usize) -> f64 {
     (iters * m * k * n) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Windows per second of `forward_host` (whole) and `forward_near` (incremental) on the
+/// occluded copies of one image (window `w`, stride 2, zeros), in one batch and one per call.
+fn near_compare<M: Classifier>(name: &str, model: &M, w: usize, repeats: usize) {
+    let net: InferenceNet = model.inference_net().expect("the model lowers");
+    let s = model.input_shape();
+    let image: Vec<f32> = (0..s.len())
+        .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
+        .collect();
+    let mut copies = Vec::new();
+    for y0 in (0..=s.height - w).step_by(2) {
+        for x0 in (0..=s.width - w).step_by(2) {
+            let mut c = image.clone();
+            for ch in 0..s.channels {
+                for y in y0..y0 + w {
+                    let row = (ch * s.height + y) * s.width;
+                    c[row + x0..row + x0 + w].fill(0.0);
+                }
+            }
+            copies.extend(c);
+        }
+    }
+    let n = copies.len() / s.len();
+    let reference = net.reference(&image);
+    for batched in [true, false] {
+        let (mut whole, mut near) = (Vec::new(), Vec::new());
+        for _ in 0..repeats + 1 {
+            let t = Instant::now();
+            if batched {
+                std::hint::black_box(net.forward_host(&copies, n));
+            } else {
+                for c in copies.chunks_exact(s.len()) {
+                    std::hint::black_box(net.forward_host(c, 1));
+                }
+            }
+            whole.push(n as f64 / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            if batched {
+                std::hint::black_box(net.forward_near(&reference, &copies, n));
+            } else {
+                for c in copies.chunks_exact(s.len()) {
+                    std::hint::black_box(net.forward_near(&reference, c, 1));
+                }
+            }
+            near.push(n as f64 / t.elapsed().as_secs_f64());
+        }
+        let (whole, near) = (median(whole[1..].to_vec()), median(near[1..].to_vec()));
+        println!(
+            "{name} occlusion w{w} s2, {n} windows {}: whole {whole:.0} windows/s, incremental {near:.0} windows/s, ratio {:.2}x",
+            if batched {
+                "in one batch"
+            } else {
+                "one per call"
+            },
+            near / whole
+        );
+    }
+}
+
 fn main() {
     let repeats: usize = std::env::args()
         .nth(1)
@@ -90,4 +151,6 @@ fn main() {
         "gemm 455x144x16 on one thread: {:.1} G multiply-adds/s",
         gemm_rate(455, 144, 16) / 1e9
     );
+    near_compare("lenet", &lenet, 6, repeats * 4);
+    near_compare("resnet20", &resnet, 8, repeats * 4);
 }

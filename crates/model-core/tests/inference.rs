@@ -30,9 +30,9 @@ fn burn_logits<M: Classifier>(model: &M, values: &[f32], batch: usize) -> Vec<f3
     model.forward(x).try_into_vec_as::<f32>().unwrap()
 }
 
-/// `batch` copies of `reference` (one image), each with a random rectangle (over every
-/// channel) set to random values, as occlusion makes them; the first copy is left as it is and
-/// the last is changed everywhere.
+/// `batch` copies of `reference` (one image), each with a random window of at most a third of
+/// the side (over every channel) set to random values, as occlusion makes them; the first copy
+/// is left as it is and the last is changed everywhere.
 fn near_images(seed: u64, reference: &[f32], shape: SampleShape, batch: usize) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xa11ce);
     let (h, w) = (shape.height, shape.width);
@@ -44,13 +44,13 @@ fn near_images(seed: u64, reference: &[f32], shape: SampleShape, batch: usize) -
         } else if i == 0 {
             (0, 0, 0, 0)
         } else {
-            let (y0, x0) = (rng.random_range(0..h), rng.random_range(0..w));
-            (
-                y0,
-                x0,
-                rng.random_range(y0 + 1..=h),
-                rng.random_range(x0 + 1..=w),
-            )
+            // An occlusion window: at most a third of the side, anywhere.
+            let (wh, ww) = (
+                rng.random_range(1..=(h / 3).max(1)),
+                rng.random_range(1..=(w / 3).max(1)),
+            );
+            let (y0, x0) = (rng.random_range(0..=h - wh), rng.random_range(0..=w - ww));
+            (y0, x0, y0 + wh, x0 + ww)
         };
         let v = rng.random_range(-2.0f32..2.0);
         for c in 0..shape.channels {

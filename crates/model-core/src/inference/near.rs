@@ -10,18 +10,19 @@
 //! [`InferenceNet::reference`] runs the reference image once and keeps every op's output;
 //! [`InferenceNet::forward_near`] finds the rectangle in which each input differs from it, and
 //! per op copies the reference's output and recomputes only the rectangle the change reaches
-//! (the union with the shortcut's rectangle for a residual convolution). The flat layers (global
-//! pool, fully connected) run whole. Every recomputed pixel reads exactly the values the full
-//! forward reads, and every copied pixel's inputs are the reference's, so the logits are the full
-//! forward's: the tests hold them to [`InferenceNet::forward_host`].
+//! (the union with the shortcut's rectangle for a residual convolution). A convolution whose
+//! rectangles cover most of its output (deep layers) and the flat layers (global pool, fully
+//! connected) run whole. Every recomputed pixel reads exactly the values the full forward reads,
+//! and every copied pixel's inputs are the reference's, so the logits are the full forward's
+//! (up to float rounding): the tests hold them to [`InferenceNet::forward_host`].
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::{
-    ConvOp, Dims, InferenceNet, Op, PixelCursor, PoolOp, Shortcut, ShortcutView, epilogue_row,
-    matmul_general, patch_row, pool_pixel, tile_rows,
+    ConvOp, Dims, InferenceNet, Op, PixelCursor, PoolOp, Shortcut, ShortcutView, conv_forward,
+    epilogue_row, matmul_general, patch_row, pool_pixel, tile_rows,
 };
 use crate::dataset::SampleShape;
 
@@ -75,6 +76,14 @@ impl Region {
 
     fn is_empty(&self) -> bool {
         self.y0 >= self.y1 || self.x0 >= self.x1
+    }
+
+    fn pixels(&self) -> usize {
+        if self.is_empty() {
+            0
+        } else {
+            (self.y1 - self.y0) * (self.x1 - self.x0)
+        }
     }
 
     fn union(self, other: Region) -> Region {
@@ -258,7 +267,6 @@ impl InferenceNet {
                         })
                         .collect();
                     let mut out = self.buffer(batch * conv.output.len());
-                    copy_unchanged(&mut out, reference, &changed, conv.output);
                     let saved_values = saved.as_ref().map(|(v, _)| v.as_slice());
                     let input: &[f32] = if cur.is_empty() {
                         saved_values.unwrap_or(&[])
@@ -268,7 +276,16 @@ impl InferenceNet {
                     let shortcut = conv
                         .shortcut
                         .map(|(s, dims)| (s, dims, saved_values.expect("a saved shortcut")));
-                    conv_region(conv, input, shortcut, &mut out, &changed, par);
+                    let plane = conv.output.h * conv.output.w;
+                    let pixels: usize = changed.iter().map(Region::pixels).sum();
+                    if pixels * 5 >= batch * plane * 4 {
+                        // Most of the output changes: the whole op, written in place, costs less
+                        // than copying the reference and scattering the products.
+                        conv_forward(conv, input, shortcut, &mut out, batch, par);
+                    } else {
+                        copy_unchanged(&mut out, reference, &changed, conv.output);
+                        conv_region(conv, input, shortcut, &mut out, &changed, par);
+                    }
                     if conv.shortcut.is_some()
                         && let Some((s, _)) = saved.take()
                     {
