@@ -9,7 +9,9 @@
 //!
 //! - [`geometry`]: window positions and per-pixel averaging into maps.
 //! - [`input`]: the sample, the fill, the target label.
-//! - [`occlusion`]: the batched engine, for any `Fn(Tensor<4>) -> Tensor<2>` producing logits.
+//! - [`occlusion`]: the batched engine, for any [`Forward`]: a `Fn(Tensor<4>) -> Tensor<2>`
+//!   producing logits, or a [`model_core::inference::InferenceForward`], which recomputes of each
+//!   perturbed copy only what its window reaches (faster; the same maps).
 //! - [`region`]: where the object is, and the share of the evidence inside it.
 //! - [`render`]: heat-map overlays, the label map with its legend, NPY files.
 //! - [`check`]: the step as the checklist runs it ([`ImpactCheck`]) and its [`step_report`].
@@ -30,6 +32,10 @@
 //! let image = Input::from_pixels(&[0u8; 784], SampleShape::new(1, 28, 28), &Normalization::mnist())?;
 //! let maps = occlusion.occlude(&|x| model.forward(x), &image, &device)?;
 //! println!("target {} peak at {:?}", maps.target, maps.probability_drop.argmax());
+//!
+//! // On the CPU, the model lowered and each occluded copy computed incrementally:
+//! let lowered = model_core::inference::InferenceForward::new(&model, &device);
+//! let same = occlusion.occlude(&lowered, &image, &device)?;
 //! # Ok::<(), impact::ImpactError>(())
 //! ```
 
