@@ -98,6 +98,18 @@ fn near_compare<M: Classifier>(name: &str, model: &M, w: usize, repeats: usize) 
     }
     let n = copies.len() / s.len();
     let reference = net.reference(&image);
+    let (mut whole_work, mut near_work) = (0u64, 0u64);
+    for c in copies.chunks_exact(s.len()) {
+        let work = net.near_work(&reference, c);
+        whole_work += work.whole;
+        near_work += work.incremental;
+    }
+    println!(
+        "{name} occlusion w{w} s2: {:.2} M multiply-adds per window whole, {:.2} M incremental ({:.0}%)",
+        whole_work as f64 / n as f64 / 1e6,
+        near_work as f64 / n as f64 / 1e6,
+        100.0 * near_work as f64 / whole_work as f64
+    );
     for batched in [true, false] {
         let (mut whole, mut near) = (Vec::new(), Vec::new());
         for _ in 0..repeats + 1 {

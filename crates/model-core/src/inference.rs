@@ -33,7 +33,7 @@ use crate::dataset::SampleShape;
 use crate::models::Classifier;
 
 mod near;
-pub use near::Reference;
+pub use near::{NearWork, Reference};
 
 /// Why a model could not be lowered into an [`InferenceNet`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -195,6 +195,30 @@ fn every_batch_path_gives_burns_logits() {
     }
 }
 
+/// The work the incremental forward does for one occluded LeNet copy, counted by hand: a 6x6
+/// window in the corner changes 6x6 of conv1's 24x24 outputs, 3x3 of the pool's, 3x3 of conv2's
+/// 8x8; the fully connected layers run whole.
+#[test]
+fn near_work_counts_the_changed_rectangles() {
+    let lenet = build_seeded(&Device::flex(), 7, LeNet::mnist);
+    let net = lenet.inference_net().unwrap();
+    let shape = lenet.input_shape();
+    let image = random_images(7, 1, shape);
+    let reference = net.reference(&image);
+    let fc = 800 * 500 + 500 * 10;
+    let whole = 24 * 24 * 25 * 20 + 8 * 8 * 500 * 50 + fc;
+    let mut corner = image.clone();
+    for y in 0..6 {
+        corner[y * 28..y * 28 + 6].fill(0.0);
+    }
+    let work = net.near_work(&reference, &corner);
+    assert_eq!(work.whole, whole);
+    assert_eq!(work.incremental, 36 * 25 * 20 + 9 * 500 * 50 + fc);
+    assert_eq!(net.near_work(&reference, &image).incremental, fc);
+    let everywhere: Vec<f32> = image.iter().map(|v| v + 1.0).collect();
+    assert_eq!(net.near_work(&reference, &everywhere).incremental, whole);
+}
+
 /// AlexNet at 224x224: grouped convolutions (conv2, conv4, conv5), stride 4, overlapping
 /// 3x3/2 pooling, dropout the identity.
 #[test]

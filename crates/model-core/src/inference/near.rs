@@ -232,6 +232,57 @@ impl InferenceNet {
         })
     }
 
+    /// The multiply-adds [`Self::forward_near`] spends on `image` (one image, channels first)
+    /// when it comes alone, against the whole forward's: what the incremental engine saves for
+    /// one occluded copy.
+    ///
+    /// # Panics
+    /// When `image` is not one image of the input shape, or `reference` was made by another net.
+    pub fn near_work(&self, reference: &Reference, image: &[f32]) -> NearWork {
+        assert_eq!(image.len(), self.input.len(), "near_work: one image");
+        assert_eq!(
+            reference.image.len(),
+            image.len(),
+            "near_work: another net's reference"
+        );
+        let mut regions = vec![changed_region(self.input, &reference.image, image)];
+        let mut saved: Option<Vec<Region>> = None;
+        let mut work = NearWork {
+            whole: 0,
+            incremental: 0,
+        };
+        for op in &self.ops {
+            match op {
+                Op::Save => saved = Some(regions.clone()),
+                Op::Conv(conv) => {
+                    let per_pixel = (conv.patch_len() * conv.output.c) as u64;
+                    let whole = (conv.output.h * conv.output.w) as u64 * per_pixel;
+                    let changed = conv_changed(conv, &regions, saved.as_ref());
+                    work.whole += whole;
+                    work.incremental += if runs_whole(conv, &changed) {
+                        whole
+                    } else {
+                        changed[0].pixels() as u64 * per_pixel
+                    };
+                    if conv.shortcut.is_some() {
+                        saved = None;
+                    }
+                    regions = changed;
+                }
+                Op::MaxPool(pool) => {
+                    regions =
+                        vec![regions[0].through(pool.kernel, pool.stride, [0, 0], pool.output)];
+                }
+                Op::GlobalAvgPool { .. } => {}
+                Op::Linear(l) => {
+                    work.whole += (l.din * l.dout) as u64;
+                    work.incremental += (l.din * l.dout) as u64;
+                }
+            }
+        }
+        work
+    }
+
     /// `ops` (the first ones of the net) over the channels-last images `input`, image `b`
     /// differing from the reference in `regions[b]`.
     fn run_near(
@@ -250,22 +301,7 @@ impl InferenceNet {
             match op {
                 Op::Save => saved = Some((std::mem::take(&mut cur), regions.clone())),
                 Op::Conv(conv) => {
-                    let changed: Vec<Region> = regions
-                        .iter()
-                        .enumerate()
-                        .map(|(b, r)| {
-                            let o = r.through(conv.kernel, conv.stride, conv.pad, conv.output);
-                            let from_shortcut = match (conv.shortcut, &saved) {
-                                (Some((Shortcut::Identity, _)), Some((_, s))) => s[b],
-                                (
-                                    Some((Shortcut::SubsamplePad { stride, .. }, _)),
-                                    Some((_, s)),
-                                ) => s[b].subsampled(stride, conv.output),
-                                _ => Region::EMPTY,
-                            };
-                            o.union(from_shortcut)
-                        })
-                        .collect();
+                    let changed = conv_changed(conv, &regions, saved.as_ref().map(|(_, r)| r));
                     let mut out = self.buffer(batch * conv.output.len());
                     let saved_values = saved.as_ref().map(|(v, _)| v.as_slice());
                     let input: &[f32] = if cur.is_empty() {
@@ -276,11 +312,7 @@ impl InferenceNet {
                     let shortcut = conv
                         .shortcut
                         .map(|(s, dims)| (s, dims, saved_values.expect("a saved shortcut")));
-                    let plane = conv.output.h * conv.output.w;
-                    let pixels: usize = changed.iter().map(Region::pixels).sum();
-                    if pixels * 5 >= batch * plane * 4 {
-                        // Most of the output changes: the whole op, written in place, costs less
-                        // than copying the reference and scattering the products.
+                    if runs_whole(conv, &changed) {
                         conv_forward(conv, input, shortcut, &mut out, batch, par);
                     } else {
                         copy_unchanged(&mut out, reference, &changed, conv.output);
@@ -317,6 +349,47 @@ impl InferenceNet {
         }
         cur
     }
+}
+
+/// The rectangles in which a convolution's output differs from the reference's, per image: where
+/// its window reads a changed input pixel, and (a residual convolution) where its shortcut adds
+/// one (`saved`: the rectangles of the shortcut's activation).
+fn conv_changed(conv: &ConvOp, regions: &[Region], saved: Option<&Vec<Region>>) -> Vec<Region> {
+    regions
+        .iter()
+        .enumerate()
+        .map(|(b, r)| {
+            let o = r.through(conv.kernel, conv.stride, conv.pad, conv.output);
+            let from_shortcut = match (conv.shortcut, saved) {
+                (Some((Shortcut::Identity, _)), Some(s)) => s[b],
+                (Some((Shortcut::SubsamplePad { stride, .. }, _)), Some(s)) => {
+                    s[b].subsampled(stride, conv.output)
+                }
+                _ => Region::EMPTY,
+            };
+            o.union(from_shortcut)
+        })
+        .collect()
+}
+
+/// Whether a convolution whose outputs change in `changed` runs whole: when they cover most of
+/// its output, the whole op, written in place, costs less than copying the reference and
+/// scattering the products.
+fn runs_whole(conv: &ConvOp, changed: &[Region]) -> bool {
+    let plane = conv.output.h * conv.output.w;
+    let pixels: usize = changed.iter().map(Region::pixels).sum();
+    pixels * 5 >= changed.len() * plane * 4
+}
+
+/// Multiply-adds of one forward, whole and as [`InferenceNet::forward_near`] computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearWork {
+    /// The whole forward's multiply-adds (convolutions and fully connected layers).
+    pub whole: u64,
+    /// The incremental forward's: the changed rectangles of the convolutions (or the whole
+    /// convolution where [`InferenceNet::forward_near`] runs it whole), the fully connected
+    /// layers whole.
+    pub incremental: u64,
 }
 
 /// The reference's output into every image's slot that is not recomputed whole.
