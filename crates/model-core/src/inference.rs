@@ -866,10 +866,10 @@ impl InferenceNet {
                     .shortcut
                     .map(|(s, dims)| (s, dims, saved.as_deref().expect("a saved shortcut")));
                 conv_forward(conv, input, shortcut, &mut out, batch, par);
-                if conv.shortcut.is_some() {
-                    if let Some(s) = saved.take() {
-                        self.recycle(s);
-                    }
+                if conv.shortcut.is_some()
+                    && let Some(s) = saved.take()
+                {
+                    self.recycle(s);
                 }
                 let old = std::mem::replace(cur, out);
                 self.recycle(old);
@@ -936,7 +936,6 @@ fn conv_forward(
         c: cout,
     } = op.output;
     let groups = op.groups;
-    let cout_g = cout / groups;
     let k = op.patch_len();
     let rows_total = batch * oh * ow;
     // Small batches (one image) still split across the threads.
@@ -968,17 +967,7 @@ fn conv_forward(
                     patch_row(op, input, g, at, row);
                     at.advance(1, op.output);
                 }
-                let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
-                matmul_general(
-                    &mut out_tile[g * cout_g..],
-                    cout,
-                    col,
-                    false,
-                    weight,
-                    rows,
-                    k,
-                    cout_g,
-                );
+                group_product(op, g, col, rows, out_tile);
             }
         }
         // Epilogue while the tile is in cache: bias, shortcut, ReLU.
@@ -998,6 +987,24 @@ fn conv_forward(
             .enumerate()
             .for_each(|job| tile_work(&mut col, job));
     }
+}
+
+/// Group `g`'s product of `rows` im2col rows (`col`, row-major) into its output channels of
+/// `dst` (`rows` rows of all the output channels).
+fn group_product(op: &ConvOp, g: usize, col: &[f32], rows: usize, dst: &mut [f32]) {
+    let (k, cout) = (op.patch_len(), op.output.c);
+    let cout_g = cout / op.groups;
+    let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
+    matmul_general(
+        &mut dst[g * cout_g..],
+        cout,
+        col,
+        false,
+        weight,
+        rows,
+        k,
+        cout_g,
+    );
 }
 
 /// One im2col row: the (ky, kx, ci) patch under output pixel `at`, group `g`'s input channels.

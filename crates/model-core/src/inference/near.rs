@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::{
     ConvOp, Dims, InferenceNet, Op, PixelCursor, PoolOp, Shortcut, ShortcutView, conv_forward,
-    epilogue_row, matmul_general, patch_row, pool_pixel, tile_rows,
+    epilogue_row, group_product, patch_row, pool_pixel, tile_rows,
 };
 use crate::dataset::SampleShape;
 
@@ -418,7 +418,6 @@ fn conv_region(
         c: cout,
     } = op.output;
     let k = op.patch_len();
-    let cout_g = cout / op.groups;
     // One run per region row: its first pixel and its length.
     let runs: Vec<(PixelCursor, usize)> = changed
         .iter()
@@ -464,17 +463,7 @@ fn conv_region(
                     patch_row(op, input, g, at, patch.next().expect("a row per pixel"));
                 }
             }
-            let weight = &op.weight[g * k * cout_g..(g + 1) * k * cout_g];
-            matmul_general(
-                &mut product[g * cout_g..],
-                cout,
-                col,
-                false,
-                weight,
-                rows,
-                k,
-                cout_g,
-            );
+            group_product(op, g, col, rows, &mut product);
         }
         let mut o = product.chunks_exact_mut(cout);
         for &(first, len) in runs {
