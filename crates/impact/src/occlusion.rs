@@ -140,9 +140,10 @@ pub struct ImpactMaps {
 ///
 /// The methods take the model as `forward`, a [`Forward`]: any `Fn(Tensor<4>) -> Tensor<2>`
 /// returning logits (`|x| model.forward(x)` for a [`Classifier`]), or an [`InferenceForward`],
-/// which recomputes of each perturbed copy only what its window reaches; and the `device` the perturbed inputs are
-/// created on: pass a model from `valid()` and a plain device (`device.clone().inner()`) so no
-/// autodiff graph is built; [`crate::ImpactCheck::run`] does both itself.
+/// which recomputes of each perturbed copy only what its window reaches; and the `device` the
+/// perturbed inputs are created on: pass a model from `valid()` and a plain device
+/// (`device.clone().inner()`) so no autodiff graph is built; [`crate::ImpactCheck::run`] does both
+/// itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Occlusion {
     size: Option<(usize, usize)>,

@@ -572,13 +572,9 @@ impl<'m, M: Classifier> InferenceForward<'m, M> {
                 }
             }
         };
-        let device = images.device();
-        let [batch, ..] = images.dims();
-        let values = images
-            .try_into_vec_as::<f32>()
-            .expect("a float tensor readable on the host");
-        let logits = net.forward_near(&kept, &values, batch);
-        Tensor::from_data(TensorData::new(logits, [batch, net.classes]), &device)
+        net.on_host(images, |values, batch| {
+            net.forward_near(&kept, values, batch)
+        })
     }
 
     pub fn is_lowered(&self) -> bool {
@@ -598,6 +594,19 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 /// Rows of one im2col tile.
 fn tile_rows(k: usize) -> usize {
     (TILE_VALUES / k.max(1)).clamp(32, 1024)
+}
+
+/// Rows per tile for `rows` im2col rows of `k` values: [`tile_rows`], but with `par` at most an
+/// equal share per thread, so a small batch (one image) still splits across the threads.
+fn tile_size(k: usize, rows: usize, par: bool) -> usize {
+    let threads = if par {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
+    tile_rows(k)
+        .min(rows.div_ceil(threads).next_multiple_of(8))
+        .max(1)
 }
 
 /// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major and contiguous, on this thread: the
@@ -909,12 +918,22 @@ impl InferenceNet {
 
     /// Logits `[batch, classes]` for a batch of images, on the images' device.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.on_host(images, |values, batch| self.forward_host(values, batch))
+    }
+
+    /// `images` read to the host, `logits(values, batch)` run on them, and the logits back as a
+    /// `[batch, classes]` tensor on the images' device.
+    fn on_host(
+        &self,
+        images: Tensor<4>,
+        logits: impl FnOnce(&[f32], usize) -> Vec<f32>,
+    ) -> Tensor<2> {
         let device = images.device();
         let [batch, ..] = images.dims();
         let values = images
             .try_into_vec_as::<f32>()
             .expect("a float tensor readable on the host");
-        let logits = self.forward_host(&values, batch);
+        let logits = logits(&values, batch);
         Tensor::from_data(TensorData::new(logits, [batch, self.classes]), &device)
     }
 }
@@ -938,15 +957,7 @@ fn conv_forward(
     let groups = op.groups;
     let k = op.patch_len();
     let rows_total = batch * oh * ow;
-    // Small batches (one image) still split across the threads.
-    let threads = if par {
-        rayon::current_num_threads().max(1)
-    } else {
-        1
-    };
-    let tile = tile_rows(k)
-        .min(rows_total.div_ceil(threads).next_multiple_of(8))
-        .max(1);
+    let tile = tile_size(k, rows_total, par);
     debug_assert_eq!(out.len(), rows_total * cout);
     let tile_work = |col: &mut Vec<f32>, (t, out_tile): (usize, &mut [f32])| {
         let first = t * tile;

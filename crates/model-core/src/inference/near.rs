@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::{
     ConvOp, Dims, InferenceNet, Op, PixelCursor, PoolOp, Shortcut, ShortcutView, conv_forward,
-    epilogue_row, group_product, patch_row, pool_pixel, tile_rows,
+    epilogue_row, group_product, patch_row, pool_pixel, tile_size,
 };
 use crate::dataset::SampleShape;
 
@@ -431,14 +431,7 @@ fn conv_region(
     if total == 0 {
         return;
     }
-    let threads = if par {
-        rayon::current_num_threads().max(1)
-    } else {
-        1
-    };
-    let target = tile_rows(k)
-        .min(total.div_ceil(threads).next_multiple_of(8))
-        .max(1);
+    let target = tile_size(k, total, par);
     let mut tiles: Vec<Range<usize>> = Vec::new();
     let (mut start, mut rows) = (0, 0);
     for (i, run) in runs.iter().enumerate() {
